@@ -1,0 +1,108 @@
+//! [`ApiError`]: every failure of a request, answered as RFC 9457
+//! `application/problem+json` with the contract's code — including axum's
+//! own rejections (unknown route, wrong method, bad query).
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use longrun_shared::auth::AuthError;
+use longrun_shared::problem::{Code, FieldError, PROBLEM_JSON, Problem};
+use longrun_shared::store::StoreError;
+
+/// Seconds a client should wait before retrying after a 503.
+const UNAVAILABLE_RETRY_S: u64 = 1;
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub problem: Box<Problem>,
+    pub retry_after: Option<u64>,
+}
+
+impl ApiError {
+    pub fn new(code: Code, detail: impl Into<String>) -> Self {
+        ApiError {
+            problem: Box::new(Problem::new(code, detail)),
+            retry_after: None,
+        }
+    }
+
+    pub fn not_found() -> Self {
+        ApiError::new(Code::NotFound, "no such operation")
+    }
+
+    pub fn bad_request(detail: impl Into<String>) -> Self {
+        ApiError::new(Code::BadRequest, detail)
+    }
+
+    pub fn invalid_input(detail: impl Into<String>, errors: Vec<FieldError>) -> Self {
+        let mut error = ApiError::new(Code::InvalidInput, detail);
+        error.problem.errors = errors;
+        error
+    }
+
+    pub fn unavailable(detail: impl Into<String>) -> Self {
+        ApiError {
+            retry_after: Some(UNAVAILABLE_RETRY_S),
+            ..ApiError::new(Code::Unavailable, detail)
+        }
+    }
+
+    pub fn rate_limited(retry_after_s: u64) -> Self {
+        ApiError {
+            retry_after: Some(retry_after_s.max(1)),
+            ..ApiError::new(Code::RateLimited, "too many operations started; slow down")
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Redis(err) => {
+                tracing::warn!(error = %err, "redis unavailable");
+                metrics::counter!("longrun_api_redis_errors_total").increment(1);
+                ApiError::unavailable("the operation store is unreachable; retry shortly")
+            }
+            StoreError::Data(detail) => {
+                tracing::error!(%detail, "corrupt data in redis");
+                ApiError::new(Code::Internal, "stored data could not be read")
+            }
+        }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(err: AuthError) -> Self {
+        ApiError::new(Code::Unauthorized, err.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status =
+            StatusCode::from_u16(self.problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = serde_json::to_vec(&self.problem).unwrap_or_default();
+        let mut response = (status, body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        if let Some(seconds) = self.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+/// Answer of unknown routes.
+pub async fn not_found_route() -> ApiError {
+    ApiError::new(Code::NotFound, "no such route; see /openapi.json")
+}
+
+/// Answer of known routes called with the wrong method.
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        Code::MethodNotAllowed,
+        "this route does not take that method",
+    )
+}

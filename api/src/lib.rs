@@ -1,0 +1,127 @@
+//! The longrun HTTP API.
+//!
+//! [`app`] builds the axum [`Router`] over an [`AppState`]; [`run`] serves it
+//! on a listener until the shutdown future resolves:
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = longrun_shared::Config::from_env()?;
+//! let listener = tokio::net::TcpListener::bind(config.api_addr).await?;
+//! longrun_api::run(config, listener, async { let _ = tokio::signal::ctrl_c().await; }).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Modules: [`routes`] (the handlers), [`extract`] (auth, query and body
+//! extractors that answer with problems), [`error`] (problem responses),
+//! [`catalog`] (kinds and their validators), [`openapi`], [`observe`]
+//! (request ids, metrics, tracing).
+
+pub mod catalog;
+pub mod error;
+pub mod extract;
+pub mod observe;
+pub mod openapi;
+pub mod ratelimit;
+pub mod routes;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, FromRef};
+use longrun_shared::auth::Verifier;
+use longrun_shared::relay::Relay;
+use longrun_shared::{Config, Store};
+use tokio::net::TcpListener;
+use tracing::info;
+
+pub use catalog::Catalog;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub verifier: Verifier,
+    pub catalog: Catalog,
+    pub relay: Relay,
+    pub config: Arc<Config>,
+    pub limiter: Option<Arc<ratelimit::OwnerLimiter>>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState").finish_non_exhaustive()
+    }
+}
+
+impl FromRef<AppState> for Verifier {
+    fn from_ref(state: &AppState) -> Self {
+        state.verifier.clone()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiStartError {
+    #[error(transparent)]
+    Config(#[from] longrun_shared::config::ConfigError),
+    #[error(transparent)]
+    Store(#[from] longrun_shared::store::StoreError),
+    #[error("serving failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl AppState {
+    /// Builds the state from the configuration. Connects to Redis lazily:
+    /// the api starts (and answers 503) while Redis is down.
+    pub fn new(config: Config) -> Result<Self, ApiStartError> {
+        let store = Store::connect(
+            config.require_redis_url()?,
+            &config.redis_prefix,
+            config.retention,
+        )?;
+        let relay = Relay::start(store.client().clone(), 64);
+        Ok(AppState {
+            verifier: Verifier::new(&config.jwt),
+            catalog: Catalog::builtin(),
+            relay,
+            limiter: ratelimit::OwnerLimiter::from_config(&config).map(Arc::new),
+            config: Arc::new(config),
+            store,
+        })
+    }
+}
+
+/// The router with every route and layer.
+pub fn app(state: AppState) -> Router {
+    let body_limit = state.config.body_limit_bytes;
+    observe::layers(routes::router().layer(DefaultBodyLimit::max(body_limit))).with_state(state)
+}
+
+/// Serves the api on `listener` until `shutdown` resolves, then finishes
+/// the requests in flight.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ApiStartError> {
+    let state = AppState::new(config)?;
+    let refresher = tokio::spawn(refresh_kinds(state.clone()));
+    info!(addr = %listener.local_addr()?, "api listening");
+    let result = axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown)
+        .await;
+    refresher.abort();
+    info!("api stopped");
+    Ok(result?)
+}
+
+/// Keeps the catalog in step with the kinds workers advertise.
+async fn refresh_kinds(state: AppState) {
+    loop {
+        if let Err(err) = state.catalog.refresh(&state.store).await {
+            tracing::debug!(error = %err, "could not refresh kinds");
+        }
+        tokio::time::sleep(Duration::from_secs(10)).await;
+    }
+}

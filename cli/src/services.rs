@@ -1,0 +1,215 @@
+//! `longrun dev`, `api`, `worker` and `realtime`: the platform's services.
+
+use std::future::Future;
+
+use longrun_shared::Config;
+use longrun_shared::auth::{TokenRequest, mint};
+use longrun_shared::redis_server::{RedisOptions, RedisServer};
+use rand::RngCore;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::args::DevArgs;
+use crate::failure::{Failure, exit};
+
+fn config() -> Result<Config, Failure> {
+    Config::from_env().map_err(|err| Failure::usage(err.to_string()))
+}
+
+fn check(config: &Config) -> Result<(), Failure> {
+    config
+        .validate()
+        .map_err(|err| Failure::usage(err.to_string()))
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub fn shutdown_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let fired = token.clone();
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            match signal(SignalKind::terminate()) {
+                Ok(mut term) => {
+                    tokio::select! {
+                        _ = ctrl_c => {}
+                        _ = term.recv() => {}
+                    }
+                }
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = ctrl_c.await;
+        }
+        fired.cancel();
+    });
+    token
+}
+
+async fn bind(addr: std::net::SocketAddr, variable: &str) -> Result<TcpListener, Failure> {
+    TcpListener::bind(addr).await.map_err(|err| {
+        Failure::usage(format!(
+            "cannot listen on {addr} ({err}); set {variable} to a free address"
+        ))
+    })
+}
+
+fn failed(service: &str, err: impl std::fmt::Display) -> Failure {
+    Failure::connection(format!("{service}: {err}"))
+}
+
+pub async fn api() -> Result<u8, Failure> {
+    let config = config()?;
+    check(&config)?;
+    longrun_shared::telemetry::prometheus();
+    let listener = bind(config.api_addr, "LONGRUN_API_ADDR").await?;
+    let stop = shutdown_signal();
+    longrun_api::run(config, listener, stop.cancelled_owned())
+        .await
+        .map_err(|err| failed("api", err))?;
+    Ok(exit::OK)
+}
+
+pub async fn worker() -> Result<u8, Failure> {
+    let config = config()?;
+    check(&config)?;
+    longrun_shared::telemetry::prometheus();
+    let stop = shutdown_signal();
+    longrun_worker::run(
+        config,
+        longrun_worker::Registry::builtin(),
+        stop.cancelled_owned(),
+    )
+    .await
+    .map_err(|err| failed("worker", err))?;
+    Ok(exit::OK)
+}
+
+pub async fn realtime() -> Result<u8, Failure> {
+    let config = config()?;
+    check(&config)?;
+    longrun_shared::telemetry::prometheus();
+    let listener = bind(config.ws_addr, "LONGRUN_WS_ADDR").await?;
+    let stop = shutdown_signal();
+    longrun_realtime::run(config, listener, stop.cancelled_owned())
+        .await
+        .map_err(|err| failed("realtime", err))?;
+    Ok(exit::OK)
+}
+
+/// The whole platform in one process.
+pub async fn dev(args: &DevArgs) -> Result<u8, Failure> {
+    let mut config = config()?;
+    let redis = match &config.redis_url {
+        Some(_) => None,
+        None => {
+            let server = RedisServer::start(RedisOptions::default())
+                .map_err(|err| Failure::connection(format!("cannot start redis-server: {err}")))?;
+            config.redis_url = Some(server.url());
+            Some(server)
+        }
+    };
+    if config.jwt.secret.is_empty() {
+        let mut secret = [0u8; 32];
+        rand::rng().fill_bytes(&mut secret);
+        config.jwt.secret = hex::encode(secret);
+    }
+    check(&config)?;
+    longrun_shared::telemetry::prometheus();
+    let api_listener = bind(config.api_addr, "LONGRUN_API_ADDR").await?;
+    let ws_listener = bind(config.ws_addr, "LONGRUN_WS_ADDR").await?;
+    let token = mint(
+        &config.jwt.secret,
+        &TokenRequest {
+            sub: "dev",
+            roles: vec!["admin".into()],
+            ttl: std::time::Duration::from_secs(30 * 86_400),
+            issuer: config.jwt.issuer.as_deref(),
+            audience: config.jwt.audience.as_deref(),
+        },
+    )
+    .map_err(|err| Failure::usage(format!("cannot mint a token: {err}")))?;
+    if !args.quiet {
+        print_banner(&config, &api_listener, &ws_listener, &token, redis.as_ref());
+    }
+    let stop = shutdown_signal();
+    let outcome = tokio::try_join!(
+        flatten(
+            longrun_api::run(config.clone(), api_listener, stop.clone().cancelled_owned()),
+            "api"
+        ),
+        flatten(
+            longrun_worker::run(
+                config.clone(),
+                longrun_worker::Registry::builtin(),
+                stop.clone().cancelled_owned()
+            ),
+            "worker"
+        ),
+        flatten(
+            longrun_realtime::run(config.clone(), ws_listener, stop.clone().cancelled_owned()),
+            "realtime"
+        ),
+    );
+    stop.cancel();
+    drop(redis);
+    outcome.map(|_| exit::OK)
+}
+
+async fn flatten<E: std::fmt::Display>(
+    service: impl Future<Output = Result<(), E>>,
+    name: &str,
+) -> Result<(), Failure> {
+    service.await.map_err(|err| failed(name, err))
+}
+
+fn print_banner(
+    config: &Config,
+    api: &TcpListener,
+    ws: &TcpListener,
+    token: &str,
+    redis: Option<&RedisServer>,
+) {
+    let api_url = api
+        .local_addr()
+        .map(|a| format!("http://{a}"))
+        .unwrap_or_default();
+    let ws_url = ws
+        .local_addr()
+        .map(|a| format!("ws://{a}"))
+        .unwrap_or_default();
+    let bin_dir = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.display().to_string()))
+        .unwrap_or_default();
+    let redis_line = match redis {
+        Some(server) => format!("{} (private, stopped on exit)", server.url()),
+        None => config.redis_url.clone().unwrap_or_default(),
+    };
+    println!(
+        "longrun dev is up.
+
+  api        {api_url}   (OpenAPI: {api_url}/openapi.json)
+  websocket  {ws_url}/v1/ws
+  redis      {redis_line}
+
+Point the CLI at it (in another shell):
+
+  export PATH=\"{bin_dir}:$PATH\"
+  export LONGRUN_URL={api_url}
+  export LONGRUN_WS_URL={ws_url}
+  export LONGRUN_JWT_SECRET={secret}
+  export LONGRUN_TOKEN={token}
+
+Then: longrun start demo.sleep '{{\"duration_ms\":3000,\"steps\":30}}' --watch
+Ctrl-C stops everything.
+",
+        secret = config.jwt.secret,
+    );
+}

@@ -1,0 +1,56 @@
+-- claim.lua: a worker takes a queue entry.
+-- ARGV[5] id  [6] entry generation  [7] worker id  [8] lease ms  [9] stream entry id
+-- Returns {word, attempt, kind, input, opts, timeout_ms, deadline, state, max_attempts, request_id, lists…}
+-- word: run (a new attempt), resume (a parent whose children are done),
+-- park (a parent still waiting), busy (someone else holds a live lease),
+-- drop (terminal, deleted, stale or just failed: acknowledge the entry).
+local id = ARGV[5]
+local k = KEYS[1]
+local f = redis.call('HMGET', k, 'status', 'gen', 'attempt', 'max_attempts', 'lease_until',
+  'waiting', 'deadline', 'parent', 'resume_pending')
+local st = f[1]
+local function reply(word)
+  if word ~= 'run' and word ~= 'resume' then
+    return outcome(word, '', '', '', '', '', '', '', '', '')
+  end
+  local d = redis.call('HMGET', k, 'attempt', 'kind', 'input', 'opts', 'timeout_ms', 'deadline',
+    'state', 'max_attempts', 'request_id')
+  for i = 1, 9 do d[i] = d[i] or '' end
+  return outcome(word, d[1], d[2], d[3], d[4], d[5], d[6], d[7], d[8], d[9])
+end
+if not st or TERMINAL[st] or f[2] ~= ARGV[6] then return reply('drop') end
+local deadline = tonumber(f[7]) or 0
+if deadline > 0 and NOW_MS >= deadline then
+  local err = json_error('deadline_exceeded', 'the operation passed its overall deadline', false)
+  finish(id, 'failed', 'error', err, '{"error":' .. err .. '}', true)
+  return reply('drop')
+end
+local lease_until = int(NOW_MS + tonumber(ARGV[8]))
+local attempt = tonumber(f[3]) or 0
+if st == 'running' then
+  if f[6] == '1' then
+    redis.call('HSET', k, 'entry', ARGV[9])
+    return reply('park')
+  end
+  if f[9] == '1' then
+    redis.call('HSET', k, 'resume_pending', '0', 'lease_until', lease_until, 'worker', ARGV[7], 'entry', ARGV[9])
+    return reply('resume')
+  end
+  if (tonumber(f[5]) or 0) >= NOW_MS then return reply('busy') end
+  -- The worker of the current attempt stopped renewing its lease.
+  local err = json_error('lease_expired', 'the worker running attempt ' .. int(attempt) ..
+    ' stopped renewing its lease', true)
+  if attempt >= (tonumber(f[4]) or 1) then
+    finish(id, 'failed', 'error', err, '{"error":' .. err .. '}', false)
+    return reply('drop')
+  end
+  emit(id, 'retrying', '{"attempt":' .. int(attempt) .. ',"reason":"lease_expired","error":' .. err .. '}')
+  count_move(f[8], 'running', 'queued')
+end
+attempt = attempt + 1
+redis.call('HSET', k, 'status', 'running', 'attempt', attempt, 'lease_until', lease_until,
+  'worker', ARGV[7], 'entry', ARGV[9], 'pct', 0)
+if redis.call('HGET', k, 'started_at') == false then redis.call('HSET', k, 'started_at', NOW_ISO) end
+count_move(f[8], 'queued', 'running')
+emit(id, 'started', '{"attempt":' .. int(attempt) .. '}')
+return reply('run')

@@ -1,0 +1,642 @@
+//! State transitions of operations, each one Lua script on the tree's slot
+//! (see `shared/lua/`). Every transition bumps the operation's seq, appends
+//! its event to the log and publishes it, atomically.
+//!
+//! The worker-side transitions are fenced: they carry the attempt number of
+//! the claim, and the scripts refuse them once that claim was lost (lease
+//! expired, operation cancelled or taken over by another worker).
+
+use redis::Value;
+use serde_json::Value as Json;
+use uuid::Uuid;
+
+use super::queue::QueueEntry;
+use super::scripts::{self, Outcome};
+use super::{Store, StoreError, StoreResult};
+use crate::kinds::{Backoff, FailurePolicy};
+use crate::model::{ChildCounts, Operation, Progress, Status};
+
+/// What the api knows about an operation it starts.
+#[derive(Debug, Clone)]
+pub struct NewOperation {
+    pub id: String,
+    pub kind: String,
+    pub owner: String,
+    pub input: Json,
+    pub max_attempts: u32,
+    pub backoff: Backoff,
+    pub timeout_ms: u64,
+    pub deadline_ms: u64,
+    pub policy: FailurePolicy,
+    pub request_id: String,
+    pub idempotency_key: Option<String>,
+}
+
+/// A new UUIDv7 operation id.
+pub fn new_id() -> String {
+    Uuid::now_v7().to_string()
+}
+
+/// True for the canonical lowercase hyphenated UUID form ids take.
+pub fn is_valid_id(id: &str) -> bool {
+    id.len() == 36 && Uuid::try_parse(id).is_ok_and(|uuid| uuid.hyphenated().to_string() == id)
+}
+
+/// The result of a claim attempt on a queue entry.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Claim {
+    /// A new attempt: run the handler.
+    Run(ClaimedJob),
+    /// A parent whose children are done: run the handler's continuation.
+    Resume(ClaimedJob),
+    /// A parent still waiting for children: leave the entry pending.
+    Park,
+    /// Another worker holds a live lease: leave the entry alone.
+    Busy,
+    /// Nothing to run (terminal, deleted, stale, or failed just now): acknowledge.
+    Drop,
+}
+
+/// Everything a worker needs to run one attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClaimedJob {
+    pub entry: QueueEntry,
+    pub attempt: u32,
+    pub kind: String,
+    pub input: Json,
+    pub backoff: Backoff,
+    pub timeout_ms: u64,
+    /// Absolute deadline in ms since the epoch (Redis clock); 0 for none.
+    pub deadline_ms: u64,
+    /// State the handler saved when it started waiting for children.
+    pub state: Json,
+    pub max_attempts: u32,
+    pub request_id: String,
+}
+
+/// How a failed attempt ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FailOutcome {
+    /// Requeued as generation `generation`, due at `due_ms` (Redis clock).
+    Retry {
+        generation: u64,
+        due_ms: u64,
+    },
+    Failed,
+    Fenced,
+}
+
+/// What a parent's handler does when it returns while children run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settled {
+    Waiting,
+    Finished,
+    Resume,
+}
+
+/// A created child, ready to be put on the queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChildRef {
+    pub id: String,
+    pub generation: u64,
+}
+
+/// Options children of one spawn batch share.
+#[derive(Debug, Clone)]
+pub struct ChildOptions {
+    pub max_attempts: u32,
+    pub backoff: Backoff,
+    pub timeout_ms: u64,
+    pub policy: FailurePolicy,
+}
+
+fn json(value: &Json) -> String {
+    value.to_string()
+}
+
+impl Store {
+    /// Creates a root operation and queues it, in one round trip.
+    pub async fn create(&self, new: &NewOperation) -> StoreResult<Operation> {
+        let keys = self.keys();
+        let id = new.id.as_str();
+        let opts = serde_json::json!({ "backoff": new.backoff }).to_string();
+        let idem = new
+            .idempotency_key
+            .as_deref()
+            .map(|key| keys.idempotency(&new.owner, key))
+            .unwrap_or_default();
+        let mut args = self.base_args(id);
+        args.extend([
+            id.to_owned(),
+            new.kind.clone(),
+            new.owner.clone(),
+            json(&new.input),
+            new.max_attempts.to_string(),
+            opts,
+            new.timeout_ms.to_string(),
+            new.deadline_ms.to_string(),
+            new.policy.as_str().to_owned(),
+            new.request_id.clone(),
+            idem,
+        ]);
+        let now = args[2].clone();
+        let build = || {
+            let mut pipe = redis::pipe();
+            pipe.cmd("EVALSHA")
+                .arg(scripts::CREATE.get_hash())
+                .arg(1)
+                .arg(keys.op(id, id))
+                .arg(&args)
+                .cmd("ZADD")
+                .arg(keys.owner_index(&new.owner))
+                .arg(0)
+                .arg(id)
+                .ignore()
+                .cmd("ZADD")
+                .arg(keys.all_index())
+                .arg(0)
+                .arg(id)
+                .ignore()
+                .cmd("XADD")
+                .arg(keys.ready(0))
+                .arg("*")
+                .arg("o")
+                .arg(id)
+                .arg("r")
+                .arg(id)
+                .arg("g")
+                .arg(1)
+                .ignore();
+            pipe
+        };
+        let mut conn = self.conn();
+        let reply: redis::RedisResult<(Vec<u64>,)> = build().query_async(&mut conn).await;
+        let created = match reply {
+            Err(err)
+                if err.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+            {
+                self.load_scripts().await?;
+                build().query_async::<(Vec<u64>,)>(&mut conn).await?
+            }
+            other => other?,
+        };
+        let seq = created.0.first().copied().unwrap_or(1);
+        Ok(Operation {
+            id: id.to_owned(),
+            kind: new.kind.clone(),
+            status: Status::Queued,
+            done: false,
+            progress: Progress::default(),
+            attempt: 0,
+            max_attempts: new.max_attempts,
+            parent_id: None,
+            children: ChildCounts::default(),
+            result: Json::Null,
+            error: None,
+            created_at: now.clone(),
+            started_at: None,
+            finished_at: None,
+            updated_at: now,
+            seq,
+            owner: new.owner.clone(),
+        })
+    }
+
+    /// Reserves an idempotency key for `id`. Returns the id of the operation
+    /// the key already started, if any.
+    pub async fn reserve_idempotency_key(
+        &self,
+        owner: &str,
+        key: &str,
+        id: &str,
+    ) -> StoreResult<Option<String>> {
+        let name = self.keys().idempotency(owner, key);
+        // Kept at least as long as a finished operation is; the worker that
+        // finishes the operation shortens it to the retention from then.
+        let ttl_ms = self.retention_ms().saturating_mul(2).max(60_000);
+        let (set, existing): (Option<String>, Option<String>) = redis::pipe()
+            .cmd("SET")
+            .arg(&name)
+            .arg(id)
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl_ms)
+            .cmd("GET")
+            .arg(&name)
+            .query_async(&mut self.conn())
+            .await?;
+        Ok(match set {
+            Some(_) => None,
+            None => existing.filter(|existing| existing != id),
+        })
+    }
+
+    /// Releases an idempotency key whose operation could not be created.
+    pub async fn release_idempotency_key(&self, owner: &str, key: &str) -> StoreResult<()> {
+        let _: () = redis::cmd("DEL")
+            .arg(self.keys().idempotency(owner, key))
+            .query_async(&mut self.conn())
+            .await?;
+        Ok(())
+    }
+
+    /// Cancels an operation and its descendants. `Ok(false)` when it was
+    /// already terminal; `Err` only for Redis trouble. `None` when missing.
+    pub async fn cancel(&self, root: &str, id: &str, reason: &str) -> StoreResult<Option<bool>> {
+        let mut args = self.base_args(root);
+        args.extend([id.to_owned(), reason.to_owned()]);
+        let outcome = self
+            .transition(&scripts::CANCEL, root, id, &args, 0)
+            .await?;
+        Ok(match outcome.word.as_str() {
+            "ok" => Some(true),
+            "conflict" => Some(false),
+            _ => None,
+        })
+    }
+
+    /// Deletes a terminal operation and its subtree. `Some(false)` when it
+    /// is not terminal; `None` when missing.
+    pub async fn delete(&self, root: &str, id: &str, owner: &str) -> StoreResult<Option<bool>> {
+        let mut args = self.base_args(root);
+        args.push(id.to_owned());
+        let reply = self
+            .run(&scripts::DELETE, &self.keys().op(root, id), &args)
+            .await?;
+        let items = scripts::strings(reply)?;
+        match items.first().map(String::as_str) {
+            Some("ok") => {}
+            Some("conflict") => return Ok(Some(false)),
+            _ => return Ok(None),
+        }
+        let idem = items.get(1).cloned().unwrap_or_default();
+        let deleted = items.get(3..).unwrap_or_default();
+        let mut pipe = redis::pipe();
+        for child in deleted.iter().filter(|node| node.as_str() != id) {
+            pipe.del(self.keys().root_of(child)).ignore();
+        }
+        if !idem.is_empty() {
+            pipe.del(idem).ignore();
+        }
+        pipe.zrem(self.keys().owner_index(owner), id).ignore();
+        pipe.zrem(self.keys().all_index(), id).ignore();
+        let _: () = pipe.query_async(&mut self.conn()).await?;
+        Ok(Some(true))
+    }
+
+    /// Runs a transition and its follow-ups.
+    pub(crate) async fn transition(
+        &self,
+        script: &redis::Script,
+        root: &str,
+        id: &str,
+        args: &[String],
+        fixed: usize,
+    ) -> StoreResult<Outcome> {
+        let reply = self.run(script, &self.keys().op(root, id), args).await?;
+        let outcome = Outcome::parse(reply, fixed)?;
+        self.follow_up(&outcome).await?;
+        Ok(outcome)
+    }
+
+    /// Gives the keys that live outside the tree's slot (a child's root
+    /// index, a root's idempotency key) the retention TTL of the operations
+    /// that just finished; the script cannot reach them on a cluster.
+    pub(crate) async fn follow_up(&self, outcome: &Outcome) -> StoreResult<()> {
+        if outcome.expire_keys.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for key in &outcome.expire_keys {
+            pipe.pexpire(key, self.retention_ms() as i64).ignore();
+        }
+        let _: () = pipe.query_async(&mut self.conn()).await?;
+        Ok(())
+    }
+
+    /// Claims a batch of queue entries in one round trip.
+    pub async fn claim_batch(
+        &self,
+        entries: &[QueueEntry],
+        worker: &str,
+        lease_ms: u64,
+    ) -> StoreResult<Vec<StoreResult<Claim>>> {
+        let calls: Vec<_> = entries
+            .iter()
+            .map(|entry| {
+                let mut args = self.base_args(&entry.root);
+                args.extend([
+                    entry.op_id.clone(),
+                    entry.generation.to_string(),
+                    worker.to_owned(),
+                    lease_ms.to_string(),
+                    entry.entry_id.clone(),
+                ]);
+                (
+                    &*scripts::CLAIM,
+                    self.keys().op(&entry.root, &entry.op_id),
+                    args,
+                )
+            })
+            .collect();
+        let replies = self.run_many(&calls).await?;
+        let mut claims = Vec::with_capacity(replies.len());
+        for (entry, reply) in entries.iter().zip(replies) {
+            let claim = match reply.and_then(|value| Outcome::parse(value, 9)) {
+                Ok(outcome) => {
+                    self.follow_up(&outcome).await?;
+                    Ok(claim_from(entry, &outcome))
+                }
+                Err(err) => Err(err),
+            };
+            claims.push(claim);
+        }
+        Ok(claims)
+    }
+
+    /// Renews the leases of held claims; returns, per entry, whether it is still held.
+    pub async fn heartbeat(
+        &self,
+        held: &[(QueueEntry, u32)],
+        lease_ms: u64,
+    ) -> StoreResult<Vec<bool>> {
+        let calls: Vec<_> = held
+            .iter()
+            .map(|(entry, attempt)| {
+                let mut args = self.base_args(&entry.root);
+                args.extend([attempt.to_string(), lease_ms.to_string()]);
+                (
+                    &*scripts::HEARTBEAT,
+                    self.keys().op(&entry.root, &entry.op_id),
+                    args,
+                )
+            })
+            .collect();
+        let replies = self.run_many(&calls).await?;
+        Ok(replies
+            .into_iter()
+            .map(|reply| matches!(reply, Ok(Value::Int(1))))
+            .collect())
+    }
+
+    /// Records a progress report. `Ok(None)` when fenced out.
+    pub async fn progress(
+        &self,
+        job: &ClaimedJob,
+        percent: f64,
+        message: Option<&str>,
+        data: &Json,
+    ) -> StoreResult<Option<u64>> {
+        let mut args = self.base_args(&job.entry.root);
+        args.extend([
+            job.entry.op_id.clone(),
+            job.attempt.to_string(),
+            format_percent(percent),
+            json(&message.map_or(Json::Null, |m| Json::String(m.to_owned()))),
+            json(data),
+        ]);
+        let reply = self
+            .run(
+                &scripts::PROGRESS,
+                &self.keys().op(&job.entry.root, &job.entry.op_id),
+                &args,
+            )
+            .await?;
+        let seq: u64 = scripts::string(reply)?.parse().unwrap_or(0);
+        Ok((seq > 0).then_some(seq))
+    }
+
+    /// The attempt succeeded. `final_progress` is a progress report not yet
+    /// written, recorded first. Returns the outcome (word `ok` or `fenced`).
+    pub async fn complete(
+        &self,
+        job: &ClaimedJob,
+        result: &Json,
+        final_progress: Option<(f64, Option<&str>, &Json)>,
+    ) -> StoreResult<Outcome> {
+        let mut args = self.base_args(&job.entry.root);
+        args.extend([
+            job.entry.op_id.clone(),
+            job.attempt.to_string(),
+            json(result),
+        ]);
+        match final_progress {
+            Some((percent, message, data)) => args.extend([
+                format_percent(percent),
+                json(&message.map_or(Json::Null, |m| Json::String(m.to_owned()))),
+                json(data),
+            ]),
+            None => args.extend([String::new(), "null".into(), "null".into()]),
+        }
+        self.transition(
+            &scripts::COMPLETE,
+            &job.entry.root,
+            &job.entry.op_id,
+            &args,
+            0,
+        )
+        .await
+    }
+
+    /// The attempt failed; a retryable error with attempts left is requeued
+    /// (the caller puts the new generation on the queue).
+    pub async fn fail(
+        &self,
+        job: &ClaimedJob,
+        error: &crate::model::OperationError,
+        retry_delay_ms: u64,
+    ) -> StoreResult<(FailOutcome, Outcome)> {
+        let mut args = self.base_args(&job.entry.root);
+        args.extend([
+            job.entry.op_id.clone(),
+            job.attempt.to_string(),
+            serde_json::to_string(error).map_err(|e| StoreError::data(e.to_string()))?,
+            if error.retryable { "1" } else { "0" }.to_owned(),
+            retry_delay_ms.to_string(),
+        ]);
+        let outcome = self
+            .transition(&scripts::FAIL, &job.entry.root, &job.entry.op_id, &args, 2)
+            .await?;
+        let fail = match outcome.word.as_str() {
+            "retry" => FailOutcome::Retry {
+                generation: outcome.value(0).parse().unwrap_or(0),
+                due_ms: outcome.value(1).parse().unwrap_or(0),
+            },
+            "failed" => FailOutcome::Failed,
+            _ => FailOutcome::Fenced,
+        };
+        Ok((fail, outcome))
+    }
+
+    /// Gives a claimed operation back without consuming its attempt.
+    /// Returns the new generation to enqueue, `None` when fenced.
+    pub async fn handoff(&self, job: &ClaimedJob) -> StoreResult<Option<u64>> {
+        let mut args = self.base_args(&job.entry.root);
+        args.extend([job.entry.op_id.clone(), job.attempt.to_string()]);
+        let outcome = self
+            .transition(
+                &scripts::HANDOFF,
+                &job.entry.root,
+                &job.entry.op_id,
+                &args,
+                1,
+            )
+            .await?;
+        Ok((outcome.word == "ok").then(|| outcome.value(0).parse().unwrap_or(0)))
+    }
+
+    /// Creates a batch of children of a claimed parent (at most 1,000).
+    /// Idempotent per `batch`. `None` when the parent's claim was lost
+    /// (e.g. it was cancelled): nothing was created.
+    pub async fn spawn(
+        &self,
+        parent: &ClaimedJob,
+        batch: u64,
+        kind: &str,
+        inputs: &[Json],
+        options: &ChildOptions,
+    ) -> StoreResult<Option<Vec<ChildRef>>> {
+        let root = &parent.entry.root;
+        let ids: Vec<String> = inputs.iter().map(|_| new_id()).collect();
+        // The root index of each child exists before the child does; a
+        // dangling one (if this call fails) is harmless and expires.
+        let backstop_ms = self.retention_ms().saturating_mul(2).max(60_000) + 7 * 86_400_000;
+        let mut pipe = redis::pipe();
+        for id in &ids {
+            pipe.cmd("SET")
+                .arg(self.keys().root_of(id))
+                .arg(root)
+                .arg("PX")
+                .arg(backstop_ms)
+                .ignore();
+        }
+        let _: () = pipe.query_async(&mut self.conn()).await?;
+        let mut args = self.base_args(root);
+        args.extend([
+            parent.entry.op_id.clone(),
+            parent.attempt.to_string(),
+            batch.to_string(),
+            kind.to_owned(),
+            options.max_attempts.to_string(),
+            serde_json::json!({ "backoff": options.backoff }).to_string(),
+            options.timeout_ms.to_string(),
+            options.policy.as_str().to_owned(),
+            inputs.len().to_string(),
+        ]);
+        args.extend(ids.iter().cloned());
+        args.extend(inputs.iter().map(json));
+        let outcome = self
+            .transition(&scripts::SPAWN, root, &parent.entry.op_id, &args, 1)
+            .await?;
+        if outcome.word != "ok" {
+            return Ok(None);
+        }
+        Ok(Some(spawned_children(outcome.value(0))))
+    }
+
+    /// The parent's handler returned while children run: park it. Returns how
+    /// it settled, or `None` when fenced.
+    pub async fn wait_for_children(
+        &self,
+        job: &ClaimedJob,
+        resume: bool,
+        state: &Json,
+    ) -> StoreResult<Option<(Settled, Outcome)>> {
+        let mut args = self.base_args(&job.entry.root);
+        args.extend([
+            job.entry.op_id.clone(),
+            job.attempt.to_string(),
+            if resume { "1" } else { "0" }.to_owned(),
+            json(state),
+        ]);
+        let outcome = self
+            .transition(
+                &scripts::WAIT_CHILDREN,
+                &job.entry.root,
+                &job.entry.op_id,
+                &args,
+                1,
+            )
+            .await?;
+        if outcome.word != "ok" {
+            return Ok(None);
+        }
+        let settled = match outcome.value(0) {
+            "finished" => Settled::Finished,
+            "resume" => Settled::Resume,
+            _ => Settled::Waiting,
+        };
+        Ok(Some((settled, outcome)))
+    }
+}
+
+/// Reads the "id generation id generation …" list a spawn reply carries.
+fn spawned_children(pairs: &str) -> Vec<ChildRef> {
+    let words: Vec<&str> = pairs.split_whitespace().collect();
+    words
+        .chunks_exact(2)
+        .map(|pair| ChildRef {
+            id: pair[0].to_owned(),
+            generation: pair[1].parse().unwrap_or(1),
+        })
+        .collect()
+}
+
+fn claim_from(entry: &QueueEntry, outcome: &Outcome) -> Claim {
+    let job = || ClaimedJob {
+        entry: entry.clone(),
+        attempt: outcome.value(0).parse().unwrap_or(1),
+        kind: outcome.value(1).to_owned(),
+        input: serde_json::from_str(outcome.value(2)).unwrap_or(Json::Null),
+        backoff: serde_json::from_str::<Json>(outcome.value(3))
+            .ok()
+            .and_then(|opts| serde_json::from_value(opts["backoff"].clone()).ok())
+            .unwrap_or_default(),
+        timeout_ms: outcome.value(4).parse().unwrap_or(0),
+        deadline_ms: outcome.value(5).parse().unwrap_or(0),
+        state: serde_json::from_str(outcome.value(6)).unwrap_or(Json::Null),
+        max_attempts: outcome.value(7).parse().unwrap_or(1),
+        request_id: outcome.value(8).to_owned(),
+    };
+    match outcome.word.as_str() {
+        "run" => Claim::Run(job()),
+        "resume" => Claim::Resume(job()),
+        "park" => Claim::Park,
+        "busy" => Claim::Busy,
+        _ => Claim::Drop,
+    }
+}
+
+/// Percent as a JSON number: finite, within 0..=100.
+fn format_percent(percent: f64) -> String {
+    let clamped = if percent.is_finite() {
+        percent.clamp(0.0, 100.0)
+    } else {
+        0.0
+    };
+    let rounded = (clamped * 1000.0).round() / 1000.0;
+    rounded.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_canonical_uuids() {
+        let id = new_id();
+        assert!(is_valid_id(&id));
+        assert!(!is_valid_id(&id.to_uppercase()));
+        assert!(!is_valid_id("lr:{x}:op"));
+        assert!(!is_valid_id(""));
+    }
+
+    #[test]
+    fn percent_is_clamped_and_finite() {
+        assert_eq!(format_percent(42.5), "42.5");
+        assert_eq!(format_percent(f64::NAN), "0");
+        assert_eq!(format_percent(250.0), "100");
+        assert_eq!(format_percent(-3.0), "0");
+        assert_eq!(format_percent(100.0 / 3.0), "33.333");
+    }
+}

@@ -1,0 +1,131 @@
+//! A raw WebSocket client that speaks the protocol frame by frame.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub struct WsClient {
+    socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+/// What the next read brought.
+#[derive(Debug)]
+pub enum Received {
+    Frame(Value),
+    Closed(Option<CloseFrame>),
+}
+
+impl WsClient {
+    pub async fn connect(url: &str) -> Result<WsClient, tokio_tungstenite::tungstenite::Error> {
+        let (socket, _) = tokio_tungstenite::connect_async(url).await?;
+        Ok(WsClient { socket })
+    }
+
+    /// Connects with the token in the `Authorization` header.
+    pub async fn connect_with_header(
+        url: &str,
+        token: &str,
+    ) -> Result<WsClient, tokio_tungstenite::tungstenite::Error> {
+        let mut request = url.into_client_request()?;
+        request.headers_mut().insert(
+            "authorization",
+            format!("Bearer {token}").parse().expect("header"),
+        );
+        let (socket, _) = tokio_tungstenite::connect_async(request).await?;
+        Ok(WsClient { socket })
+    }
+
+    pub async fn send(&mut self, frame: Value) {
+        self.socket
+            .send(Message::text(frame.to_string()))
+            .await
+            .expect("frame sent");
+    }
+
+    pub async fn send_text(&mut self, text: &str) {
+        self.socket
+            .send(Message::text(text.to_owned()))
+            .await
+            .expect("frame sent");
+    }
+
+    pub async fn subscribe(&mut self, operation_id: &str, after_seq: Option<u64>) {
+        let frame = match after_seq {
+            Some(seq) => {
+                json!({"type": "subscribe", "operation_id": operation_id, "after_seq": seq})
+            }
+            None => json!({"type": "subscribe", "operation_id": operation_id}),
+        };
+        self.send(frame).await;
+    }
+
+    /// The next frame or close, within `limit`; panics on timeout.
+    pub async fn receive(&mut self, limit: Duration) -> Received {
+        loop {
+            let message = tokio::time::timeout(limit, self.socket.next())
+                .await
+                .expect("a frame arrives in time");
+            match message {
+                Some(Ok(Message::Text(text))) => {
+                    return Received::Frame(
+                        serde_json::from_str(text.as_str()).expect("frames are JSON"),
+                    );
+                }
+                Some(Ok(Message::Close(frame))) => return Received::Closed(frame),
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return Received::Closed(None),
+            }
+        }
+    }
+
+    /// The next JSON frame; panics on close or timeout.
+    pub async fn next_frame(&mut self) -> Value {
+        match self.receive(Duration::from_secs(15)).await {
+            Received::Frame(frame) => frame,
+            Received::Closed(frame) => panic!("connection closed: {frame:?}"),
+        }
+    }
+
+    /// Event frames of `operation_id` until its terminal one (other frames skipped).
+    pub async fn events_until_terminal(&mut self, operation_id: &str) -> Vec<Value> {
+        let mut events = Vec::new();
+        loop {
+            let frame = self.next_frame().await;
+            if frame["type"] == "event" && frame["operation_id"] == operation_id {
+                let terminal = matches!(
+                    frame["event"].as_str(),
+                    Some("succeeded" | "failed" | "cancelled")
+                );
+                events.push(frame);
+                if terminal {
+                    return events;
+                }
+            }
+        }
+    }
+
+    /// The close code the server ends the connection with (frames before it skipped).
+    pub async fn close_code(&mut self, limit: Duration) -> Option<u16> {
+        loop {
+            match self.receive(limit).await {
+                Received::Frame(_) => continue,
+                Received::Closed(frame) => return frame.map(|f| u16::from(f.code)),
+            }
+        }
+    }
+
+    pub async fn close(mut self) {
+        let _ = self.socket.close(None).await;
+    }
+}
+
+/// The seqs of event frames.
+pub fn seqs(events: &[Value]) -> Vec<u64> {
+    events.iter().filter_map(|e| e["seq"].as_u64()).collect()
+}

@@ -1,0 +1,8 @@
+//! End-to-end tests: every test runs against a real redis-server and real
+//! services (in-process on port 0, or the real binary where a process must
+//! be killed or signalled). One test binary, one module per area.
+
+mod foundation;
+
+/// The `longrun` program under test, built by cargo before this binary.
+pub const LONGRUN: &str = env!("CARGO_BIN_EXE_longrun-e2e");

@@ -1,0 +1,25 @@
+//! The built-in operation kinds.
+//!
+//! - [`demo_sleep`]: sleeps in steps with progress; can fail on purpose.
+//! - [`demo_fanout`]: a parent of many `demo.sleep` children.
+
+pub mod demo_fanout;
+pub mod demo_sleep;
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::handler::{JobError, Registry};
+
+/// Registers every built-in kind.
+pub fn register_builtin(registry: &mut Registry) {
+    registry.register(demo_sleep::DemoSleep);
+    registry.register(demo_fanout::DemoFanout);
+}
+
+/// Reads a handler's input into its typed form. The api validated it
+/// against the schema already, so a failure here is permanent.
+pub fn parse_input<T: DeserializeOwned>(input: Value) -> Result<T, JobError> {
+    serde_json::from_value(input)
+        .map_err(|err| JobError::permanent("invalid_input", format!("input does not fit: {err}")))
+}
