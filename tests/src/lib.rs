@@ -10,6 +10,7 @@
 //!   stop or signal a process.
 //! - [`WsClient`] speaks the WebSocket protocol frame by frame.
 
+pub mod cluster;
 pub mod process;
 pub mod ws;
 

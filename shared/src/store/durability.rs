@@ -67,7 +67,9 @@ impl Store {
                     }
                 }
                 // CONFIG may be disabled (managed Redis): unknown, not fatal.
-                Err(err) if err.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ResponseError) => {}
+                Err(err)
+                    if err.kind()
+                        == redis::ErrorKind::Server(redis::ServerErrorKind::ResponseError) => {}
                 Err(err) => return Err(err.into()),
             }
         }
@@ -80,7 +82,10 @@ mod tests {
     use super::*;
 
     fn settings(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
     }
 
     #[test]
