@@ -31,6 +31,9 @@ local READY_PARENTS = {}
 -- root operations that became terminal, as id, owner pairs: the caller
 -- schedules their list-index entries for removal once they expire.
 local FINISHED_ROOTS = {}
+-- queue entries of parked parents that became terminal: nobody holds them,
+-- so the caller acknowledges them.
+local ACKS = {}
 
 local function k_op(id) return P .. ':{' .. ROOT .. '}:op:' .. id end
 local function k_ev(id) return P .. ':{' .. ROOT .. '}:ev:' .. id end
@@ -75,6 +78,8 @@ end
 -- Sets a terminal status with its event; no parent accounting.
 local function mark_terminal(id, status, field, value, data)
   local k = k_op(id)
+  local parked = redis.call('HMGET', k, 'waiting', 'entry')
+  if parked[1] == '1' and parked[2] and parked[2] ~= '' then table.insert(ACKS, parked[2]) end
   if field then redis.call('HSET', k, field, value) end
   redis.call('HSET', k, 'status', status, 'finished_at', NOW_ISO, 'waiting', '0', 'resume_pending', '0')
   emit(id, status, data)
@@ -229,8 +234,9 @@ local function holds_claim(k, attempt)
 end
 
 -- What every transition returns after its own status word: the ids to
--- signal, the keys to expire, the ready parents and the finished roots,
--- each list prefixed with its number of items.
+-- signal, the keys to expire, the ready parents, the finished roots and
+-- the queue entries to acknowledge, each list prefixed with its number of
+-- items.
 local function outcome(word, ...)
   local out = { word }
   for _, v in ipairs({ ... }) do table.insert(out, v) end
@@ -248,5 +254,7 @@ local function outcome(word, ...)
   end
   table.insert(out, #FINISHED_ROOTS / 2)
   for _, v in ipairs(FINISHED_ROOTS) do table.insert(out, v) end
+  table.insert(out, #ACKS)
+  for _, v in ipairs(ACKS) do table.insert(out, v) end
   return out
 end

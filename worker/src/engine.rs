@@ -35,7 +35,7 @@ use longrun_shared::store::transitions::{Claim, ClaimedJob, FailOutcome, Lease, 
 use longrun_shared::{Store, store::StoreResult};
 use rand::Rng;
 use redis::AsyncCommands;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
@@ -151,7 +151,10 @@ impl Engine {
 
     /// Queues the follow-ups of a transition (batched).
     fn follow_up(&self, outcome: &ScriptOutcome) {
-        if outcome.expire_keys.is_empty() && outcome.finished_roots.is_empty() {
+        if outcome.expire_keys.is_empty()
+            && outcome.finished_roots.is_empty()
+            && outcome.acks.is_empty()
+        {
             return;
         }
         self.housekeep(|batch| batch.add_outcome(outcome));
@@ -181,8 +184,38 @@ impl Engine {
 
     // ----- claiming and running -----------------------------------------
 
-    /// Claims entries and starts a job for each one that runs.
-    pub(crate) async fn dispatch(self: &Arc<Self>, entries: Vec<QueueEntry>) {
+    /// Takes up to `max` free slots (at least one, waiting for it unless
+    /// the process stops claiming); a claim is only made with a slot in
+    /// hand, so a claimed job never waits for one.
+    pub(crate) async fn take_slots(&self, max: usize) -> Vec<OwnedSemaphorePermit> {
+        let first = tokio::select! {
+            permit = self.slots.clone().acquire_owned() => permit.ok(),
+            _ = self.stopping.cancelled() => None,
+        };
+        let mut slots: Vec<OwnedSemaphorePermit> = first.into_iter().collect();
+        while slots.len() < max {
+            match self.slots.clone().try_acquire_owned() {
+                Ok(permit) => slots.push(permit),
+                Err(_) => break,
+            }
+        }
+        slots
+    }
+
+    /// Takes the free slots there are now, up to `max`, without waiting.
+    pub(crate) fn free_slots(&self, max: usize) -> Vec<OwnedSemaphorePermit> {
+        std::iter::from_fn(|| self.slots.clone().try_acquire_owned().ok())
+            .take(max)
+            .collect()
+    }
+
+    /// Claims entries and starts a job for each one that runs, in one of
+    /// `slots` (a job claimed beyond them, a resumed parent, waits for one).
+    pub(crate) async fn dispatch(
+        self: &Arc<Self>,
+        entries: Vec<QueueEntry>,
+        mut slots: Vec<OwnedSemaphorePermit>,
+    ) {
         if entries.is_empty() {
             return;
         }
@@ -203,8 +236,8 @@ impl Engine {
                 Ok((claim, outcome)) => {
                     self.follow_up(&outcome);
                     match claim {
-                        Claim::Run(job) => self.start(job, false),
-                        Claim::Resume(job) => self.start(job, true),
+                        Claim::Run(job) => self.start(job, false, slots.pop()),
+                        Claim::Resume(job) => self.start(job, true, slots.pop()),
                         Claim::Drop => self.ack(entry),
                         Claim::Park | Claim::Busy => {}
                     }
@@ -214,7 +247,7 @@ impl Engine {
         }
     }
 
-    fn start(self: &Arc<Self>, job: ClaimedJob, resume: bool) {
+    fn start(self: &Arc<Self>, job: ClaimedJob, resume: bool, slot: Option<OwnedSemaphorePermit>) {
         let data_dir = self
             .config
             .data_dir
@@ -242,9 +275,12 @@ impl Engine {
         while tasks.try_join_next().is_some() {}
         tasks.spawn(
             async move {
-                let slot = tokio::select! {
-                    slot = engine.slots.clone().acquire_owned() => slot.ok(),
-                    _ = engine.hand_back.cancelled() => None,
+                let slot = match slot {
+                    Some(slot) => Some(slot),
+                    None => tokio::select! {
+                        slot = engine.slots.clone().acquire_owned() => slot.ok(),
+                        _ = engine.hand_back.cancelled() => None,
+                    },
                 };
                 match slot {
                     Some(_slot) => engine.execute(&ctx, resume).await,
@@ -525,7 +561,10 @@ impl Engine {
                 continue;
             }
             match self.store.take_entry(&self.consumer, entry_id).await {
-                Ok(Some(entry)) => Box::pin(self.dispatch(vec![entry])).await,
+                Ok(Some(entry)) => {
+                    let slots = self.free_slots(1);
+                    Box::pin(self.dispatch(vec![entry], slots)).await
+                }
                 Ok(None) => debug!(parent = %parent, "parked entry already taken"),
                 Err(err) => {
                     warn!(parent = %parent, error = %err, "could not resume; the reaper will")
@@ -607,10 +646,6 @@ impl Engine {
 
     pub(crate) fn store(&self) -> &Store {
         &self.store
-    }
-
-    pub(crate) fn slots(&self) -> &Arc<Semaphore> {
-        &self.slots
     }
 
     pub(crate) fn config(&self) -> &WorkerConfig {

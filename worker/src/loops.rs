@@ -57,12 +57,6 @@ pub(crate) async fn intake(engine: Arc<Engine>) {
     let mut failures: u32 = 0;
     let mut conn = None;
     while !stop.is_cancelled() {
-        // Wait for a free slot before asking for work.
-        let permit = tokio::select! {
-            _ = stop.cancelled() => break,
-            permit = engine.slots().clone().acquire_owned() => permit,
-        };
-        drop(permit);
         if conn.is_none() {
             let config = AsyncConnectionConfig::new()
                 .set_response_timeout(None)
@@ -85,7 +79,12 @@ pub(crate) async fn intake(engine: Arc<Engine>) {
         let Some(connection) = conn.as_mut() else {
             continue;
         };
-        let count = engine.slots().available_permits().clamp(1, MAX_BATCH);
+        // Ask for as much work as there are free slots, holding them.
+        let slots = engine.take_slots(MAX_BATCH).await;
+        if slots.is_empty() {
+            break;
+        }
+        let count = slots.len();
         let housekeeping = engine.take_housekeeping();
         // Not raced against `stop`: a read cut short could leave entries
         // delivered to this consumer and never claimed.
@@ -106,7 +105,7 @@ pub(crate) async fn intake(engine: Arc<Engine>) {
                     release(&engine, entries).await;
                     break;
                 }
-                engine.dispatch(entries).await;
+                engine.dispatch(entries, slots).await;
             }
             Err(err) => {
                 engine.return_housekeeping(housekeeping);
@@ -167,20 +166,20 @@ pub(crate) async fn reaper(engine: Arc<Engine>) {
                 Err(err) => debug!(error = %err, "could not list consumers"),
             }
         }
-        let free = engine.slots().available_permits();
-        if free == 0 {
+        let slots = engine.free_slots(100);
+        if slots.is_empty() {
             continue;
         }
         match engine
             .store()
-            .take_over_idle(engine.consumer(), lease_ms, free.min(100), &cursor)
+            .take_over_idle(engine.consumer(), lease_ms, slots.len(), &cursor)
             .await
         {
             Ok((entries, next)) => {
                 cursor = next;
                 if !entries.is_empty() {
                     debug!(count = entries.len(), "took over idle entries");
-                    engine.dispatch(entries).await;
+                    engine.dispatch(entries, slots).await;
                 }
             }
             Err(err) => {

@@ -52,6 +52,7 @@ impl Housekeeping {
 
     /// Takes on the follow-ups a transition reported.
     pub fn add_outcome(&mut self, outcome: &Outcome) {
+        self.acks.extend(outcome.acks.iter().cloned());
         self.expire_keys.extend(outcome.expire_keys.iter().cloned());
         self.finished_roots
             .extend(outcome.finished_roots.iter().cloned());
@@ -241,9 +242,6 @@ impl Store {
                     pipe.zadd(&key, member, unix_ms() + left).ignore();
                 }
                 "expired" => {
-                    if !outcome.value(0).is_empty() {
-                        housekeeping.acks.push(outcome.value(0).to_owned());
-                    }
                     housekeeping.add_outcome(&outcome);
                     pipe.zrem(&key, member).ignore();
                 }

@@ -77,6 +77,8 @@ pub struct Outcome {
     /// Root operations that became terminal: (id, owner). Their entries in
     /// the list indexes are removed once they expire.
     pub finished_roots: Vec<(String, String)>,
+    /// Queue entries of parked parents that became terminal, to acknowledge.
+    pub acks: Vec<String>,
 }
 
 impl Outcome {
@@ -108,6 +110,7 @@ impl Outcome {
         };
         let ready_parents = pairs(ready);
         let finished_roots = pairs(list(&mut iter, 2));
+        let acks = list(&mut iter, 1);
         Ok(Outcome {
             word,
             values,
@@ -115,6 +118,7 @@ impl Outcome {
             expire_keys,
             ready_parents,
             finished_roots,
+            acks,
         })
     }
 
@@ -171,6 +175,8 @@ mod tests {
             Value::Int(1),
             bulk("r1"),
             bulk("alice"),
+            Value::Int(1),
+            bulk("2-0"),
         ]);
         let outcome = Outcome::parse(reply, 2).expect("parses");
         assert_eq!(outcome.word, "retry");
@@ -180,6 +186,7 @@ mod tests {
         assert_eq!(outcome.expire_keys, vec!["c1", "c2"]);
         assert_eq!(outcome.ready_parents, vec![("p1".into(), "1-0".into())]);
         assert_eq!(outcome.finished_roots, vec![("r1".into(), "alice".into())]);
+        assert_eq!(outcome.acks, vec!["2-0"]);
     }
 
     #[test]
