@@ -3,13 +3,14 @@
 //! One worker process runs these tasks around a shared [`Engine`] (see
 //! [`crate::loops`]):
 //!
-//! - **intake** reads new queue entries (as many as there are free slots)
-//!   and claims them in one pipelined round trip; the same round trip as
-//!   the read carries the housekeeping of finished jobs (acknowledgements,
-//!   TTLs), so a no-op job costs three round trips: read, claim, complete;
-//! - **reaper** takes over entries whose worker stopped renewing its lease
-//!   (`XAUTOCLAIM`); the claim script turns them into a `retrying` event and
-//!   a new attempt, or drops them when they are already done;
+//! - **intake** reads new queue entries (as many as there are free slots,
+//!   which it holds) and claims them in one pipelined round trip; the same
+//!   round trip as the read carries the housekeeping of finished jobs
+//!   (acknowledgements, TTLs), so a no-op job costs three round trips:
+//!   read, claim, complete. Every quarter lease it first reaps: takes over
+//!   entries whose worker stopped renewing its lease (`XAUTOCLAIM`); the
+//!   claim script turns them into a `retrying` event and a new attempt, or
+//!   drops them when they are already done;
 //! - **heartbeat** renews the leases of running jobs; a job whose claim was
 //!   lost, or whose operation was finished by someone else, is told to stop;
 //! - **scheduler** moves retries whose backoff is over onto the queue,

@@ -55,11 +55,18 @@ pub async fn run(
         concurrency = config.worker.concurrency,
         "worker starting"
     );
-    loops::prepare(&engine).await;
+    let shutdown = async move { shutdown.await };
+    tokio::pin!(shutdown);
+    tokio::select! {
+        _ = loops::prepare(&engine) => {}
+        _ = &mut shutdown => {
+            info!("worker stopped before it could reach redis");
+            return Ok(());
+        }
+    }
     let background = CancellationToken::new();
     let claiming = vec![
         tokio::spawn(loops::intake(engine.clone())),
-        tokio::spawn(loops::reaper(engine.clone())),
         tokio::spawn(loops::scheduler(engine.clone())),
     ];
     let supporting = vec![

@@ -17,7 +17,7 @@ use crate::engine::{Engine, MAX_BATCH, READ_BLOCK_MS};
 const HOUSEKEEPING_LINGER: Duration = Duration::from_millis(25);
 /// Deadlines, retries and index expiries handled per scheduler tick.
 const TICK_BATCH: usize = 500;
-/// How often the reaper looks for consumers of workers that are gone.
+/// How often the scheduler looks for consumers of workers that are gone.
 const FORGET_CONSUMERS_EVERY: Duration = Duration::from_secs(60);
 
 /// Sleeps for an exponential, jittered delay after the `failures`-th error in a row.
@@ -49,11 +49,19 @@ pub(crate) async fn prepare(engine: &Arc<Engine>) {
     }
 }
 
-/// Reads new entries while there are free slots; each read carries the
-/// housekeeping of the jobs that finished since the last one.
+/// Takes work while there are free slots, holding them: now and then
+/// (every quarter lease) entries whose worker stopped renewing its lease
+/// (the reaper's part, `XAUTOCLAIM`, going round the whole pending list
+/// pass after pass), else new entries. Each read carries the housekeeping
+/// of the jobs that finished since the last one.
 pub(crate) async fn intake(engine: Arc<Engine>) {
     let stop = engine.stopping().clone();
     engine.wait_listening(Duration::from_secs(2)).await;
+    let lease = engine.config().lease;
+    let reap_every = (lease / 4).clamp(Duration::from_millis(50), Duration::from_secs(5));
+    let block_ms = (reap_every.as_millis() as u64).min(READ_BLOCK_MS);
+    let mut next_reap = tokio::time::Instant::now();
+    let mut cursor = "0-0".to_owned();
     let mut failures: u32 = 0;
     let mut conn = None;
     while !stop.is_cancelled() {
@@ -80,9 +88,18 @@ pub(crate) async fn intake(engine: Arc<Engine>) {
             continue;
         };
         // Ask for as much work as there are free slots, holding them.
-        let slots = engine.take_slots(MAX_BATCH).await;
+        let mut slots = engine.take_slots(MAX_BATCH).await;
         if slots.is_empty() {
             break;
+        }
+        if tokio::time::Instant::now() >= next_reap {
+            let jitter = rand::rng().random_range(0..=reap_every.as_millis() as u64 / 4);
+            next_reap = tokio::time::Instant::now() + reap_every + Duration::from_millis(jitter);
+            let reaping: Vec<_> = slots.drain(..slots.len().min(100)).collect();
+            cursor = reap(&engine, reaping, &cursor).await;
+            if slots.is_empty() {
+                continue;
+            }
         }
         let count = slots.len();
         let housekeeping = engine.take_housekeeping();
@@ -95,7 +112,7 @@ pub(crate) async fn intake(engine: Arc<Engine>) {
                 &housekeeping,
                 engine.consumer(),
                 count,
-                READ_BLOCK_MS,
+                block_ms,
             )
             .await
         {
@@ -137,68 +154,62 @@ async fn release(engine: &Arc<Engine>, entries: Vec<QueueEntry>) {
     }
 }
 
-/// Takes over entries whose worker stopped renewing its lease, going
-/// round the whole pending list pass after pass; now and then removes the
-/// consumers of workers that are gone.
-pub(crate) async fn reaper(engine: Arc<Engine>) {
-    let stop = engine.stopping().clone();
-    let lease = engine.config().lease;
-    let period = (lease / 4).clamp(Duration::from_millis(50), Duration::from_secs(5));
-    let lease_ms = lease.as_millis() as u64;
-    let mut cursor = "0-0".to_owned();
-    let mut last_forget = tokio::time::Instant::now();
-    loop {
-        let jitter = rand::rng().random_range(0..=period.as_millis() as u64 / 4);
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(period + Duration::from_millis(jitter)) => {}
-        }
-        if last_forget.elapsed() >= FORGET_CONSUMERS_EVERY {
-            last_forget = tokio::time::Instant::now();
-            let idle = (lease_ms * 10).max(300_000);
-            match engine
-                .store()
-                .forget_idle_consumers(engine.consumer(), idle)
-                .await
-            {
-                Ok(0) => {}
-                Ok(count) => debug!(count, "removed consumers of stopped workers"),
-                Err(err) => debug!(error = %err, "could not list consumers"),
+/// Takes over entries idle longer than a lease (their worker stopped
+/// renewing it), as many as `slots`; returns where the next pass goes on.
+async fn reap(
+    engine: &Arc<Engine>,
+    slots: Vec<tokio::sync::OwnedSemaphorePermit>,
+    cursor: &str,
+) -> String {
+    let lease_ms = engine.config().lease.as_millis() as u64;
+    match engine
+        .store()
+        .take_over_idle(engine.consumer(), lease_ms, slots.len(), cursor)
+        .await
+    {
+        Ok((entries, next)) => {
+            if !entries.is_empty() {
+                debug!(count = entries.len(), "took over idle entries");
+                engine.dispatch(entries, slots).await;
             }
+            next
         }
-        let slots = engine.free_slots(100);
-        if slots.is_empty() {
-            continue;
-        }
-        match engine
-            .store()
-            .take_over_idle(engine.consumer(), lease_ms, slots.len(), &cursor)
-            .await
-        {
-            Ok((entries, next)) => {
-                cursor = next;
-                if !entries.is_empty() {
-                    debug!(count = entries.len(), "took over idle entries");
-                    engine.dispatch(entries, slots).await;
-                }
-            }
-            Err(err) => {
-                cursor = "0-0".to_owned();
-                debug!(error = %err, "reaper pass failed");
-            }
+        Err(err) => {
+            debug!(error = %err, "reaper pass failed");
+            "0-0".to_owned()
         }
     }
 }
 
+/// Removes, now and then, the consumers of workers that are gone.
+async fn forget_stopped_workers(engine: &Arc<Engine>) {
+    let idle = (engine.config().lease.as_millis() as u64 * 10).max(300_000);
+    match engine
+        .store()
+        .forget_idle_consumers(engine.consumer(), idle)
+        .await
+    {
+        Ok(0) => {}
+        Ok(count) => debug!(count, "removed consumers of stopped workers"),
+        Err(err) => debug!(error = %err, "could not list consumers"),
+    }
+}
+
 /// Moves retries whose backoff is over onto the queue, enforces overall
-/// deadlines and removes expired roots from the list indexes; sleeps until
+/// deadlines, removes expired roots from the list indexes and, now and
+/// then, the consumers of stopped workers; sleeps until
 /// the earliest of them is due (at most a second, for the ones other
 /// processes add).
 pub(crate) async fn scheduler(engine: Arc<Engine>) {
     const IDLE_CHECK: Duration = Duration::from_secs(1);
     let stop = engine.stopping().clone();
     let mut failures: u32 = 0;
+    let mut last_forget = tokio::time::Instant::now();
     loop {
+        if last_forget.elapsed() >= FORGET_CONSUMERS_EVERY {
+            last_forget = tokio::time::Instant::now();
+            forget_stopped_workers(&engine).await;
+        }
         let wait = match tick(&engine).await {
             Ok(busy) => {
                 failures = 0;
