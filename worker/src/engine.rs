@@ -348,6 +348,13 @@ impl Engine {
         let stopped = tokio::select! {
             joined = &mut task => {
                 flusher.stop().await;
+                // A handler that stopped because it was told to is settled
+                // by why it was told, not by what it returned.
+                if let Some(stopped) = ctx.cancel_reason() {
+                    record(&job.kind, started, &stopped);
+                    self.after_stop(ctx, &stopped, false).await;
+                    return;
+                }
                 let result = joined.unwrap_or_else(|err| Err(panicked(err)));
                 self.settle(ctx, result).await;
                 record(&job.kind, started, "finished");
