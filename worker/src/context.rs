@@ -3,9 +3,9 @@
 //!
 //! Progress is cheap to report: `progress` only stores the latest report and
 //! wakes a per-job flusher that writes at most one report per
-//! [`PROGRESS_INTERVAL`]; the last report is never dropped (a pending one is
-//! written together with the result). The percent never decreases within
-//! one attempt.
+//! [`PROGRESS_INTERVAL`] (each 10 ms after it was made at the earliest);
+//! the last report is never dropped (a pending one is written together with
+//! the result). The percent never decreases within one attempt.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -25,6 +25,10 @@ use crate::handler::{JobError, Registry};
 
 /// At most one progress write per operation per this interval.
 pub const PROGRESS_INTERVAL: Duration = Duration::from_millis(50);
+
+/// A report waits this long before it is written, so a job that ends right
+/// after reporting sends it with its result, not in a round trip of its own.
+const WRITE_DELAY: Duration = Duration::from_millis(10);
 
 /// Children per spawn script call.
 const SPAWN_BATCH: usize = 1_000;
@@ -279,6 +283,10 @@ impl JobContext {
                 tokio::select! {
                     _ = stopped.cancelled() => return,
                     _ = ctx.inner.wake.notified() => {}
+                }
+                tokio::select! {
+                    _ = stopped.cancelled() => return,
+                    _ = tokio::time::sleep(WRITE_DELAY) => {}
                 }
                 let report = lock(&ctx.inner.progress).pending.take();
                 if let Some(report) = report {

@@ -55,7 +55,6 @@ pub async fn run(
         concurrency = config.worker.concurrency,
         "worker starting"
     );
-    let shutdown = async move { shutdown.await };
     tokio::pin!(shutdown);
     tokio::select! {
         _ = loops::prepare(&engine) => {}

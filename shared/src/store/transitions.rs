@@ -159,6 +159,9 @@ impl Store {
             idem,
         ]);
         let now = args[2].clone();
+        // On NOSCRIPT the whole pipeline is sent again: its queue entry may
+        // have been read and dropped before the operation existed. A
+        // duplicate entry is harmless (the claim script runs one).
         let build = || {
             let mut pipe = redis::pipe();
             pipe.cmd("EVALSHA")

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use longrun_client::{Client, StartOptions};
 use longrun_shared::model::{Event, EventType, Operation, Status};
-use longrun_tests::tree::{children, count, events, nodes};
+use longrun_tests::tree::{children, count, events, ms_between, nodes};
 use longrun_tests::{Platform, ProcessGuard, eventually};
 use serde_json::json;
 
@@ -44,11 +44,22 @@ fn last_worker(log: &[Event]) -> Option<String> {
         .and_then(|event| event.data["worker"].as_str().map(str::to_owned))
 }
 
-async fn running_on(client: &Client, parent: &str, worker: &str) -> Vec<Operation> {
+/// Children running on `worker` that started there less than `within` ago.
+async fn running_on(client: &Client, parent: &str, worker: &str, within: i64) -> Vec<Operation> {
+    let now = longrun_shared::store::now_iso();
     let mut found = Vec::new();
     for child in children(client, parent).await {
-        if child.status == Status::Running
-            && last_worker(&events(client, &child.id).await).as_deref() == Some(worker)
+        if child.status != Status::Running {
+            continue;
+        }
+        let log = events(client, &child.id).await;
+        let start = log
+            .iter()
+            .rev()
+            .find(|event| event.event_type == EventType::Started);
+        if let Some(start) = start
+            && start.data["worker"] == worker
+            && ms_between(&start.at, &now) < within
         {
             found.push(child);
         }
@@ -60,12 +71,12 @@ async fn running_on(client: &Client, parent: &str, worker: &str) -> Vec<Operatio
 async fn a_killed_worker_loses_nothing_of_a_hundred_child_fanout() {
     let platform = platform(Duration::from_secs(1), Duration::from_secs(2)).await;
     let client = platform.client("kill");
-    let doomed = worker(&platform, "doomed", 8, "warn");
-    let _survivor = worker(&platform, "survivor", 8, "warn");
+    let doomed = worker(&platform, "doomed", 10, "warn");
+    let _survivor = worker(&platform, "survivor", 10, "warn");
     let parent = client
         .start(
             "demo.fanout",
-            &json!({"children": 100, "child_duration_ms": 400, "child_steps": 4}),
+            &json!({"children": 100, "child_duration_ms": 1_500, "child_steps": 3}),
             &StartOptions::default(),
         )
         .await
@@ -75,7 +86,8 @@ async fn a_killed_worker_loses_nothing_of_a_hundred_child_fanout() {
         if op.children.succeeded < 10 {
             return None;
         }
-        let lost = running_on(&client, &parent.id, "doomed").await;
+        // Started well within the child's 1.5 s, so still running at the kill.
+        let lost = running_on(&client, &parent.id, "doomed", 700).await;
         (!lost.is_empty()).then_some(lost)
     })
     .await;
