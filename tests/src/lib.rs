@@ -9,9 +9,11 @@
 //! - [`ProcessGuard`] runs the real `longrun` binary for tests that kill,
 //!   stop or signal a process.
 //! - [`WsClient`] speaks the WebSocket protocol frame by frame.
+//! - [`tree`] reads whole event logs and operation trees for assertions.
 
 pub mod cluster;
 pub mod process;
+pub mod tree;
 pub mod ws;
 
 use std::sync::OnceLock;
@@ -259,6 +261,18 @@ impl Platform {
             ("LONGRUN_WS_URL".into(), self.ws_url.clone()),
             ("RUST_LOG".into(), "warn".into()),
         ]
+    }
+
+    /// Environment for a `longrun worker` process joining this platform.
+    pub fn worker_env(&self, id: &str, concurrency: usize) -> Vec<(String, String)> {
+        let mut env = self.env();
+        env.push(("LONGRUN_WORKER_ID".into(), id.into()));
+        env.push(("LONGRUN_WORKER_CONCURRENCY".into(), concurrency.to_string()));
+        env.push((
+            "LONGRUN_RETENTION_S".into(),
+            self.config.retention.as_secs().to_string(),
+        ));
+        env
     }
 
     /// Stops every service and waits for them.
