@@ -9,7 +9,9 @@
 //! - [`ProcessGuard`] runs the real `longrun` binary for tests that kill,
 //!   stop or signal a process.
 //! - [`WsClient`] speaks the WebSocket protocol frame by frame.
+//! - [`http::Api`] sends raw HTTP, for exact statuses, headers and problems.
 
+pub mod http;
 pub mod process;
 pub mod ws;
 
@@ -210,6 +212,11 @@ impl Platform {
     /// A client acting as `sub`.
     pub fn client(&self, sub: &str) -> Client {
         Client::new(&self.api_url, &self.ws_url, &token(sub))
+    }
+
+    /// Raw HTTP against this platform's api.
+    pub fn api(&self) -> http::Api {
+        http::Api::new(&self.api_url)
     }
 
     /// A client with the admin role.

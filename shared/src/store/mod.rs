@@ -6,6 +6,7 @@
 //! command reconnects by itself. Reads live here; state transitions are in
 //! [`transitions`] and the work queue in [`queue`].
 
+pub mod idempotency;
 pub mod queue;
 pub mod scripts;
 pub mod transitions;
