@@ -113,6 +113,8 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ApiStartError> {
     let state = AppState::new(config)?;
+    // Install the recorder before the first request, not at the first scrape.
+    longrun_shared::telemetry::prometheus();
     observe::describe_metrics();
     let housekeeping = tokio::spawn(housekeeping(state.clone()));
     info!(addr = %listener.local_addr()?, "api listening");

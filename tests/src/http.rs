@@ -41,8 +41,12 @@ impl Api {
     /// `POST /v1/{kind with / for .}` with a JSON body, as `sub`; the reply.
     pub async fn start(&self, sub: &str, kind: &str, input: &Value) -> Reply {
         send(
-            self.as_user(Method::POST, &format!("/v1/{}", kind.replacen('.', "/", 1)), sub)
-                .json(input),
+            self.as_user(
+                Method::POST,
+                &format!("/v1/{}", kind.replacen('.', "/", 1)),
+                sub,
+            )
+            .json(input),
         )
         .await
     }

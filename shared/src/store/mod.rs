@@ -318,6 +318,9 @@ impl Store {
                 .query_async(&mut conn)
                 .await?;
             let exhausted = ids.len() < chunk;
+            if ids.is_empty() {
+                return Ok((found, None));
+            }
             let hashes: Vec<HashMap<String, String>> = {
                 let mut pipe = redis::pipe();
                 for id in &ids {
