@@ -19,6 +19,8 @@ use crate::extract::{Caller, Params, PathParams};
 
 /// Largest child position a cursor may carry (far beyond any real tree).
 const MAX_CHILD_OFFSET: u64 = 1 << 40;
+/// Largest `after_seq` (2^53 - 1, exact in every JSON parser).
+const MAX_SEQ: u64 = 9_007_199_254_740_991;
 
 /// Get an operation.
 #[utoipa::path(
@@ -44,7 +46,7 @@ pub async fn get_operation(
 #[into_params(parameter_in = Query)]
 pub struct EventParams {
     /// Events with a greater seq (default 0: from the start).
-    #[param(minimum = 0)]
+    #[param(minimum = 0, maximum = 9_007_199_254_740_991_u64)]
     pub after_seq: Option<u64>,
     /// At most this many (default 100).
     #[param(minimum = 1, maximum = 1000)]
@@ -72,8 +74,13 @@ pub async fn list_events(
     Params(params): Params<EventParams>,
 ) -> Result<Json<EventPage>, ApiError> {
     let limit = page_limit(params.limit, 100)?;
-    let (root, _) = load_visible(&state, &caller, &id).await?;
     let after_seq = params.after_seq.unwrap_or(0);
+    if after_seq > MAX_SEQ {
+        return Err(ApiError::bad_request(format!(
+            "after_seq must be at most {MAX_SEQ}"
+        )));
+    }
+    let (root, _) = load_visible(&state, &caller, &id).await?;
     let events = state.store.events(&root, &id, after_seq, limit).await?;
     let next_seq = events.last().map_or(after_seq, |event| event.seq);
     Ok(Json(EventPage { events, next_seq }))

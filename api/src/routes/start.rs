@@ -96,7 +96,8 @@ impl StartOptions {
     params(
         ("module" = String, Path, description = "first part of the kind, e.g. `demo`"),
         ("operation" = String, Path, description = "second part of the kind, e.g. `sleep`"),
-        ("Idempotency-Key" = Option<String>, Header, description = "repeat-safe key (1–255 visible ASCII characters)"),
+        ("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$",
+         description = "repeat-safe key (1–255 visible ASCII characters), per owner"),
         StartOptions,
     ),
     request_body(content = Object, description = "the kind's input (see GET /v1/kinds)", content_type = "application/json"),
@@ -125,7 +126,7 @@ pub async fn start_operation(
     PathParams((module, operation)): PathParams<(String, String)>,
     Params(options): Params<StartOptions>,
     headers: HeaderMap,
-    JsonInput(input): JsonInput,
+    JsonInput(mut input): JsonInput,
 ) -> Result<Response, ApiError> {
     let kind_name = format!("{module}.{operation}");
     let kind = split_kind(&kind_name)
@@ -144,6 +145,7 @@ pub async fn start_operation(
         ));
     }
     options.check()?;
+    integral_numbers_as_integers(&mut input);
     let idempotency_key = idempotency::key_of(&headers)?;
     let base = base_url(&state, &headers);
     let defaults = kind.spec.defaults;
@@ -197,6 +199,27 @@ pub async fn start_operation(
     Ok(located_response(StatusCode::ACCEPTED, &base, operation))
 }
 
+/// Rewrites numbers like `3.0` as `3`: JSON Schema counts them as
+/// integers, so the input passed validation, and handlers reading an
+/// integer field must get one.
+fn integral_numbers_as_integers(value: &mut serde_json::Value) {
+    use serde_json::{Number, Value};
+    const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
+    match value {
+        Value::Number(number) if !number.is_i64() && !number.is_u64() => {
+            if let Some(float) = number.as_f64()
+                && float.fract() == 0.0
+                && float.abs() <= EXACT
+            {
+                *number = Number::from(float as i64);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(integral_numbers_as_integers),
+        Value::Object(map) => map.values_mut().for_each(integral_numbers_as_integers),
+        _ => {}
+    }
+}
+
 /// Frees a key this request reserved but started nothing for.
 async fn release(state: &AppState, owner: &str, key: Option<&str>) {
     if let Some(key) = key
@@ -231,4 +254,20 @@ async fn started_by_first(state: &AppState, id: &str) -> Result<Operation, ApiEr
         "an earlier request with this Idempotency-Key has not started its operation (yet); retry",
     )
     .retry_after(RETRY_SOON_S))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn integral_floats_become_integers_and_others_stay() {
+        let mut input = json!({"steps": 3.0, "ratio": 0.5, "list": [1.0, -2.0, 7], "big": 1e300});
+        integral_numbers_as_integers(&mut input);
+        assert_eq!(input["steps"].as_u64(), Some(3));
+        assert_eq!(input["ratio"].as_f64(), Some(0.5));
+        assert_eq!(input["list"], json!([1, -2, 7]));
+        assert!(input["big"].is_f64());
+    }
 }
