@@ -94,8 +94,8 @@ impl StartOptions {
 #[utoipa::path(
     post, path = "/v1/{module}/{operation}", tag = "operations",
     params(
-        ("module" = String, Path, description = "first part of the kind, e.g. `demo`"),
-        ("operation" = String, Path, description = "second part of the kind, e.g. `sleep`"),
+        ("module" = String, Path, example = "demo", description = "first part of the kind, e.g. `demo`"),
+        ("operation" = String, Path, example = "sleep", description = "second part of the kind, e.g. `sleep`"),
         ("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$",
          description = "repeat-safe key (1–255 visible ASCII characters), per owner"),
         StartOptions,
