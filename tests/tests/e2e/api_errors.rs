@@ -240,6 +240,7 @@ async fn bad_queries_and_headers_are_400_never_500() {
         format!("{op}/events?after_seq=-1"),
         format!("{op}/events?limit=0"),
         format!("{op}/events?limit=99999999999999999999999"),
+        format!("{op}/events?after_seq=18446744073709551615"),
         format!("{op}/children?cursor={garbage_cursor}"),
         format!("{op}/children?cursor={huge_offset}"),
         format!("{op}/children?limit=1001"),
@@ -250,10 +251,7 @@ async fn bad_queries_and_headers_are_400_never_500() {
         reply.problem(400, "bad_request");
     }
     let far = api
-        .get(
-            "qed",
-            &format!("{op}/events?after_seq=18446744073709551615"),
-        )
+        .get("qed", &format!("{op}/events?after_seq=9007199254740991"))
         .await;
     assert_eq!(far.status, 200, "{}", far.text());
     assert_eq!(far.json()["events"], json!([]));

@@ -179,6 +179,7 @@ async fn wait_answers_promptly_when_the_operation_finishes() {
     let lag = answered_at
         .duration_since(finished_at)
         .unwrap_or(Duration::ZERO);
+    eprintln!("wait answered {lag:?} after the finish ({elapsed:?} after the request)");
     // Behaviour, not speed: woken by the finish, not by the 2 s timeout.
     assert!(
         lag < Duration::from_millis(500),
