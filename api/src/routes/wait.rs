@@ -76,10 +76,21 @@ pub async fn wait_operation(
         return Ok(resource_response(StatusCode::OK, operation));
     }
     let channel = state.store.keys().op_channel(&root, &id);
-    let mut subscription = tokio::time::timeout_at(deadline, state.relay.subscribe(&channel))
-        .await
-        .map_err(|_| ApiError::unavailable("could not subscribe to the operation's events"))?
-        .map_err(|_| ApiError::unavailable("the event relay has stopped"))?;
+    let subscribed = tokio::select! {
+        subscribed = state.relay.subscribe(&channel) => Some(subscribed),
+        _ = tokio::time::sleep_until(deadline) => None,
+        _ = state.shutdown.cancelled() => None,
+    };
+    let mut subscription = match subscribed {
+        Some(Ok(subscription)) => subscription,
+        Some(Err(_)) => return Err(ApiError::unavailable("the event relay has stopped")),
+        // The time was up before Redis confirmed the subscription (a short
+        // timeout, or pub/sub still reconnecting): answer with the state.
+        None => {
+            let operation = current(&state, &root, &id).await?;
+            return Ok(resource_response(StatusCode::OK, operation));
+        }
+    };
     loop {
         // Read after subscribing, so a finish in between is not missed.
         let operation = current(&state, &root, &id).await?;

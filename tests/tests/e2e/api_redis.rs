@@ -26,9 +26,11 @@ fn redis_errors(metrics: &str) -> f64 {
 
 #[tokio::test]
 async fn redis_down_is_503_with_retry_after_and_the_api_recovers_by_itself() {
-    // With an append-only file, so the operation outlives the crash.
+    // With an append-only file synced on every write, so the operation
+    // outlives the crash.
     let mut redis = RedisServer::start(RedisOptions {
         append_only: true,
+        extra_args: vec!["--appendfsync".into(), "always".into()],
         ..RedisOptions::default()
     })
     .expect("redis starts");
