@@ -10,8 +10,10 @@
 //!   stop or signal a process.
 //! - [`WsClient`] speaks the WebSocket protocol frame by frame.
 //! - [`tree`] reads whole event logs and operation trees for assertions.
+//! - [`http::Api`] sends raw HTTP, for exact statuses, headers and problems.
 
 pub mod cluster;
+pub mod http;
 pub mod process;
 pub mod tree;
 pub mod ws;
@@ -213,6 +215,11 @@ impl Platform {
     /// A client acting as `sub`.
     pub fn client(&self, sub: &str) -> Client {
         Client::new(&self.api_url, &self.ws_url, &token(sub))
+    }
+
+    /// Raw HTTP against this platform's api.
+    pub fn api(&self) -> http::Api {
+        http::Api::new(&self.api_url)
     }
 
     /// A client with the admin role.

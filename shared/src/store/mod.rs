@@ -7,6 +7,7 @@
 //! [`transitions`] and the work queue in [`queue`].
 
 pub mod durability;
+pub mod idempotency;
 pub mod queue;
 pub mod scripts;
 pub mod transitions;
@@ -328,6 +329,9 @@ impl Store {
                 .query_async(&mut conn)
                 .await?;
             let exhausted = ids.len() < chunk;
+            if ids.is_empty() {
+                return Ok((found, None));
+            }
             let hashes: Vec<HashMap<String, String>> = {
                 let mut pipe = redis::pipe();
                 for id in &ids {

@@ -528,19 +528,23 @@ impl Store {
     /// Entries waiting in the ready stream and pending (claimed) ones.
     pub async fn queue_depth(&self) -> StoreResult<(u64, u64, u64)> {
         let stream = self.keys().ready(0);
-        let (length, pending, delayed): (u64, Value, u64) = redis::pipe()
+        let mut conn = self.conn();
+        let (length, delayed): (u64, u64) = redis::pipe()
             .cmd("XLEN")
             .arg(&stream)
-            .cmd("XPENDING")
-            .arg(&stream)
-            .arg(WORKER_GROUP)
             .cmd("ZCARD")
             .arg(self.keys().delayed(0))
-            .query_async(&mut self.conn())
+            .query_async(&mut conn)
+            .await?;
+        // No consumer group yet (no worker ever started): nothing is pending.
+        let pending: Value = redis::cmd("XPENDING")
+            .arg(&stream)
+            .arg(WORKER_GROUP)
+            .query_async(&mut conn)
             .await
             .or_else(|err| {
-                if err.code() == Some("NOGROUP") {
-                    Ok((0, Value::Nil, 0))
+                if err.code() == Some("NOGROUP") || err.to_string().contains("NOGROUP") {
+                    Ok(Value::Nil)
                 } else {
                     Err(err)
                 }
