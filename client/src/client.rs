@@ -267,9 +267,7 @@ impl Client {
             .send(self.request(Method::GET, &operation_path(id, "")))
             .await?;
         let retry_after = header(response.headers(), RETRY_AFTER.as_str())
-            .and_then(|value| {
-                crate::error::parse_retry_after(&value, std::time::SystemTime::now())
-            })
+            .and_then(|value| crate::error::parse_retry_after(&value, std::time::SystemTime::now()))
             .map(Duration::from_secs);
         let operation = read_json(response).await?;
         Ok((operation, retry_after))
@@ -405,10 +403,9 @@ impl Client {
 }
 
 async fn read_json<T: DeserializeOwned>(response: reqwest::Response) -> Result<T> {
-    let body = response
-        .bytes()
-        .await
-        .map_err(|err| ClientError::Protocol(format!("the answer broke off: {}", root_cause(&err))))?;
+    let body = response.bytes().await.map_err(|err| {
+        ClientError::Protocol(format!("the answer broke off: {}", root_cause(&err)))
+    })?;
     serde_json::from_slice(&body).map_err(|err| {
         ClientError::Protocol(format!(
             "the answer is not what longrun sends ({err}); is the URL a longrun api?"
@@ -496,7 +493,10 @@ mod tests {
         );
         assert_eq!(operation_path("../kinds", ""), "/v1/operations/..%2Fkinds");
         assert_eq!(operation_path("..", ""), "/v1/operations/%2E%2E");
-        assert_eq!(operation_path("a b?c#d", ""), "/v1/operations/a%20b%3Fc%23d");
+        assert_eq!(
+            operation_path("a b?c#d", ""),
+            "/v1/operations/a%20b%3Fc%23d"
+        );
     }
 
     #[test]
@@ -519,7 +519,11 @@ mod tests {
 
     #[test]
     fn debug_output_never_shows_the_token() {
-        let client = Client::new("http://127.0.0.1:8080/", "ws://127.0.0.1:8081", "secret-jwt");
+        let client = Client::new(
+            "http://127.0.0.1:8080/",
+            "ws://127.0.0.1:8081",
+            "secret-jwt",
+        );
         let debug = format!("{client:?}");
         assert!(!debug.contains("secret-jwt"), "{debug}");
         assert_eq!(client.base_url(), "http://127.0.0.1:8080");

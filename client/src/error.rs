@@ -120,7 +120,11 @@ struct LenientProblem {
 /// value and `body` means. Never fails: a body that is not a problem
 /// (an HTML page from a proxy, nothing at all) still gives a problem whose
 /// code follows from the status.
-pub(crate) fn error_from_response(status: u16, retry_after: Option<&str>, body: &[u8]) -> ClientError {
+pub(crate) fn error_from_response(
+    status: u16,
+    retry_after: Option<&str>,
+    body: &[u8],
+) -> ClientError {
     let by_status = code_of_status(status);
     let problem = match serde_json::from_slice::<LenientProblem>(body) {
         Ok(lenient) => {
@@ -217,7 +221,8 @@ mod tests {
 
     #[test]
     fn a_problem_body_is_read_with_its_code_errors_and_retry_after() {
-        let body = br#"{"type":"https://longrun.dev/problems/invalid-input","title":"Invalid input",
+        let body =
+            br#"{"type":"https://longrun.dev/problems/invalid-input","title":"Invalid input",
             "status":422,"detail":"the input does not match the schema","code":"invalid_input",
             "errors":[{"path":"/steps","message":"0 is less than the minimum of 1"}],
             "request_id":"r-1"}"#;
@@ -241,7 +246,8 @@ mod tests {
 
     #[test]
     fn an_unknown_code_falls_back_to_the_status_and_keeps_the_text() {
-        let body = br#"{"title":"Quota exceeded","status":429,"detail":"100 per hour","code":"quota"}"#;
+        let body =
+            br#"{"title":"Quota exceeded","status":429,"detail":"100 per hour","code":"quota"}"#;
         let err = error_from_response(429, None, body);
         let problem = problem_of(&err);
         assert_eq!(problem.code, Code::RateLimited);
@@ -262,7 +268,10 @@ mod tests {
 
         let text = error_from_response(404, None, b"no route here\n");
         assert_eq!(text.code(), Some(Code::NotFound));
-        assert_eq!(problem_of(&text).detail, "HTTP 404 Not Found: no route here");
+        assert_eq!(
+            problem_of(&text).detail,
+            "HTTP 404 Not Found: no route here"
+        );
 
         let teapot = error_from_response(418, None, b"");
         assert_eq!(teapot.code(), Some(Code::BadRequest));

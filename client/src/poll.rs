@@ -214,7 +214,11 @@ mod tests {
         assert!(retry.delay(&busy, start + Duration::from_secs(9)).is_some());
         assert_eq!(retry.delay(&busy, start + Duration::from_secs(10)), None);
         retry.succeeded();
-        assert!(retry.delay(&busy, start + Duration::from_secs(11)).is_some());
+        assert!(
+            retry
+                .delay(&busy, start + Duration::from_secs(11))
+                .is_some()
+        );
     }
 
     #[test]

@@ -255,7 +255,10 @@ impl Watch {
             ));
         }
         let reason = if frame.reason.is_empty() {
-            format!("the gateway closed the connection ({})", u16::from(frame.code))
+            format!(
+                "the gateway closed the connection ({})",
+                u16::from(frame.code)
+            )
         } else {
             frame.reason.to_string()
         };
@@ -376,26 +379,26 @@ impl Watch {
             .map_err(|_| problem(Code::Unauthorized, "the token is not valid header text"))?;
         request.headers_mut().insert("authorization", bearer);
         let connecting = tokio_tungstenite::connect_async(request);
-        let (mut socket, _) =
-            match tokio::time::timeout(Duration::from_secs(10), connecting).await {
-                Err(_) => return Err(connection_error("no answer in time".into())),
-                Ok(Ok(connected)) => connected,
-                Ok(Err(tungstenite::Error::Http(response))) => {
-                    let status = response.status().as_u16();
-                    let retry_after = response
-                        .headers()
-                        .get("retry-after")
-                        .and_then(|v| v.to_str().ok())
-                        .map(str::to_owned);
-                    let body = response.body().clone().unwrap_or_default();
-                    return Err(crate::error::error_from_response(
-                        status,
-                        retry_after.as_deref(),
-                        &body,
-                    ));
-                }
-                Ok(Err(err)) => return Err(connection_error(crate::client::root_cause(&err))),
-            };
+        let (mut socket, _) = match tokio::time::timeout(Duration::from_secs(10), connecting).await
+        {
+            Err(_) => return Err(connection_error("no answer in time".into())),
+            Ok(Ok(connected)) => connected,
+            Ok(Err(tungstenite::Error::Http(response))) => {
+                let status = response.status().as_u16();
+                let retry_after = response
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
+                let body = response.body().clone().unwrap_or_default();
+                return Err(crate::error::error_from_response(
+                    status,
+                    retry_after.as_deref(),
+                    &body,
+                ));
+            }
+            Ok(Err(err)) => return Err(connection_error(crate::client::root_cause(&err))),
+        };
         let subscribe = match self.last {
             Some(after_seq) => {
                 json!({"type": "subscribe", "operation_id": self.id, "after_seq": after_seq})
@@ -496,7 +499,8 @@ mod tests {
             .expect_err("not found ends it");
         assert_eq!(err.code(), Some(Code::NotFound));
 
-        let gap = json!({"type": "error", "code": "gap", "message": "events 1 to 3 are no longer kept"});
+        let gap =
+            json!({"type": "error", "code": "gap", "message": "events 1 to 3 are no longer kept"});
         watch.on_frame(&gap.to_string()).expect("a gap is a notice");
         assert_eq!(
             watch.pending.pop_front(),

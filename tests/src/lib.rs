@@ -10,7 +10,9 @@
 //!   stop or signal a process.
 //! - [`WsClient`] speaks the WebSocket protocol frame by frame.
 
+pub mod cli;
 pub mod process;
+pub mod terminal;
 pub mod ws;
 
 use std::sync::OnceLock;
