@@ -9,6 +9,9 @@
 //! - [`ProcessGuard`] runs the real `longrun` binary for tests that kill,
 //!   stop or signal a process.
 //! - [`WsClient`] speaks the WebSocket protocol frame by frame.
+//! - [`cli`] reads a running `longrun` command line by line and runs a
+//!   gateway process that can be stopped, killed and restarted on its port;
+//!   [`terminal`] runs `longrun` in a pseudo-terminal and reads the screen.
 
 pub mod cli;
 pub mod process;

@@ -147,7 +147,12 @@ async fn token_mints_for_a_sub_with_roles_and_a_lifetime() {
     // The bare token on stdout, usable as LONGRUN_TOKEN at once.
     let bare = cli.expect(0, &["token", "--sub", "erin"]).await;
     let as_erin = cli.clone_with_token(bare.trim());
-    as_erin.json(0, &["list"]).await;
+    let none = as_erin.json(0, &["list"]).await;
+    assert_eq!(
+        none,
+        json!({"operations": [], "next_cursor": null}),
+        "nothing yet"
+    );
 
     let no_secret = Cli::new(&platform, "x").without("LONGRUN_JWT_SECRET");
     let err = no_secret.error(4, &["token", "--sub", "erin"]).await;

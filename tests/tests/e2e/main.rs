@@ -3,6 +3,7 @@
 //! be killed or signalled). One test binary, one module per area.
 
 mod cli;
+mod cli_client;
 mod cli_live;
 mod foundation;
 
