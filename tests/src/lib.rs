@@ -12,9 +12,15 @@
 //! - [`tree`] reads whole event logs and operation trees for assertions.
 //! - [`http::Api`] sends raw HTTP, for exact statuses, headers and problems.
 
+//! - [`cli`] reads a running `longrun` command line by line and runs a
+//!   gateway process that can be stopped, killed and restarted on its port;
+//!   [`terminal`] runs `longrun` in a pseudo-terminal and reads the screen.
+
+pub mod cli;
 pub mod cluster;
 pub mod http;
 pub mod process;
+pub mod terminal;
 pub mod tree;
 pub mod ws;
 

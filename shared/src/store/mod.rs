@@ -330,6 +330,7 @@ impl Store {
                 .await?;
             let exhausted = ids.len() < chunk;
             if ids.is_empty() {
+                // An empty pipeline is an error in redis-rs, not an empty answer.
                 return Ok((found, None));
             }
             let hashes: Vec<HashMap<String, String>> = {
