@@ -318,6 +318,10 @@ impl Store {
                 .query_async(&mut conn)
                 .await?;
             let exhausted = ids.len() < chunk;
+            if ids.is_empty() {
+                // Nothing (more) in the index; an empty pipeline is an error in redis-rs.
+                return Ok((found, None));
+            }
             let hashes: Vec<HashMap<String, String>> = {
                 let mut pipe = redis::pipe();
                 for id in &ids {
