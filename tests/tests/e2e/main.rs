@@ -2,6 +2,7 @@
 //! services (in-process on port 0, or the real binary where a process must
 //! be killed or signalled). One test binary, one module per area.
 
+mod dashboard;
 mod foundation;
 
 /// The `longrun` program under test, built by cargo before this binary.
