@@ -81,10 +81,11 @@ export async function waitForText(page, selector, text, timeout = 20_000) {
  * Saves a screenshot under tests/artifacts/browser/ (not committed).
  * @param {import('playwright-core').Page} page
  * @param {string} name
+ * @param {{fullPage?: boolean}} [options] the whole page (default) or what the window shows
  */
-export async function screenshot(page, name) {
+export async function screenshot(page, name, options = {}) {
   fs.mkdirSync(ARTIFACTS, { recursive: true });
   const file = path.join(ARTIFACTS, `${name}.png`);
-  await page.screenshot({ path: file, fullPage: true });
+  await page.screenshot({ path: file, fullPage: options.fullPage ?? true });
   return file;
 }

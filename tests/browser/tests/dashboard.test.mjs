@@ -19,7 +19,8 @@ describe('dashboard', () => {
   let bob;
 
   before(async () => {
-    platform = await Platform.start({ name: 'dashboard' });
+    // 16 jobs at a time: a fan-out of 50 children runs in waves, so its bar moves in steps.
+    platform = await Platform.start({ name: 'dashboard', workerConcurrency: 16 });
     browser = await launch();
     alice = { token: await platform.token('alice') };
     bob = { token: await platform.token('bob') };
@@ -88,7 +89,8 @@ describe('dashboard', () => {
     await waitForText(page, '#op-title', 'demo.fanout');
     await waitForText(page, '#op-status', /running|succeeded/);
     await page.locator('#op-children .ops-body .op-row').first().waitFor();
-    await screenshot(page, 'operation-running');
+    await page.waitForFunction(() => Number(document.querySelector('#op-progress [role=progressbar]')?.getAttribute('aria-valuenow')) >= 30, null, { timeout: 60_000, polling: 'raf' });
+    await screenshot(page, 'operation-running', { fullPage: false });
     await page.waitForFunction(() => document.querySelector('#op-progress [role=progressbar]')?.getAttribute('aria-valuenow') === '100', null, { timeout: 60_000, polling: 'raf' });
     await waitForText(page, '#op-progress .pct', '100%');
     await waitForText(page, '#op-status', 'succeeded');

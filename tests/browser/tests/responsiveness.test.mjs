@@ -121,7 +121,7 @@ describe('responsiveness', () => {
       return badges.length >= n && badges.every((badge) => badge.textContent === 'running');
     }, LIVE, { timeout: 10_000, polling: 'raf' });
     const filterMs = Date.now() - asked;
-    await screenshot(page, 'list-1000-live');
+    await screenshot(page, 'list-1000-live', { fullPage: false });
 
     const report = { listed: LISTED, loadMs, filterMs, ...measured };
     t.diagnostic(`responsiveness: ${JSON.stringify(report)}`);

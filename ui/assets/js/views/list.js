@@ -54,6 +54,8 @@ export function mountList(root, ctx, params) {
   const remembered = new Map();
   /** @type {string[]} */
   let pendingInserts = [];
+  /** @type {Set<string>} operations placed from events that no read of the page has returned yet */
+  const placedLive = new Set();
   /** @type {string | null} */
   let cursor = null;
   /** @type {Array<string | null>} cursors of the pages before this one */
@@ -177,10 +179,10 @@ export function mountList(root, ctx, params) {
 
   /** @param {Operation[]} fetched */
   function render(fetched) {
-    const previous = ops;
+    /** @type {Map<string, Operation>} */
     const fresh = new Map();
     for (const op of fetched) {
-      const known = previous.get(op.id);
+      const known = ops.get(op.id);
       if (known && known.seq > op.seq) fresh.set(op.id, known);
       else {
         if (known?.cancel_reason) op.cancel_reason = known.cancel_reason;
@@ -188,9 +190,16 @@ export function mountList(root, ctx, params) {
       }
       remembered.delete(op.id);
     }
+    // Operations created while the read was under way are not in it: keep them.
+    const firstPage = history.length === 0 && cursor === null;
+    for (const id of [...placedLive]) {
+      const op = ops.get(id);
+      if (!firstPage || fresh.has(id) || !op || !matches(op)) placedLive.delete(id);
+      else fresh.set(id, op);
+    }
     ops.clear();
     for (const [id, op] of fresh) ops.set(id, op);
-    ids = fetched.map((op) => op.id);
+    ids = [...fresh.keys()].sort().reverse();
     pendingInserts = [];
     rows.clear();
     const fragment = document.createDocumentFragment();
@@ -262,6 +271,7 @@ export function mountList(root, ctx, params) {
     if (history.length > 0 || cursor !== null || ops.has(op.id) || !matches(op)) return;
     remembered.delete(op.id);
     ops.set(op.id, op);
+    placedLive.add(op.id);
     pendingInserts.push(op.id);
     batcher.mark(STRUCTURE);
   }
@@ -409,6 +419,7 @@ export function mountList(root, ctx, params) {
     /** @param {URLSearchParams} next */
     update(next) {
       Object.assign(filter, readFilter(next));
+      placedLive.clear();
       showFilter();
       cursor = null;
       history = [];

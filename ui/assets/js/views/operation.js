@@ -352,8 +352,8 @@ export function mountOperation(root, ctx, id) {
       ['Elapsed', current.started_at || current.done ? elapsedText(current) : '—'],
       ['Events', `#${current.seq}`],
     ];
-    if (meta.childElementCount !== items.length * 2) {
-      replace(meta, items.flatMap(([name]) => [h('dt', { text: name }), h('dd', { data: { field: name.toLowerCase() } })]));
+    if (meta.childElementCount !== items.length) {
+      replace(meta, items.map(([name]) => h('div', {}, h('dt', { text: name }), h('dd', { data: { field: name.toLowerCase() } }))));
     }
     const values = meta.querySelectorAll('dd');
     items.forEach(([, value], index) => setText(values[index], String(value)));
