@@ -19,8 +19,8 @@ describe('dashboard', () => {
   let bob;
 
   before(async () => {
-    // 16 jobs at a time: a fan-out of 50 children runs in waves, so its bar moves in steps.
-    platform = await Platform.start({ name: 'dashboard', workerConcurrency: 16 });
+    // 24 jobs at a time: a fan-out of 50 children runs in waves, so its bar moves in steps.
+    platform = await Platform.start({ name: 'dashboard', workerConcurrency: 24 });
     browser = await launch();
     alice = { token: await platform.token('alice') };
     bob = { token: await platform.token('bob') };
@@ -120,12 +120,12 @@ describe('dashboard', () => {
   });
 
   test('cancels a running operation, then deletes it, each after a confirmation', async () => {
-    const op = await alice.api.start('demo.fanout', { children: 20, child_duration_ms: 120_000 });
+    const op = await alice.api.start('demo.fanout', { children: 10, child_duration_ms: 120_000 });
     const { page, record, context } = await openPage(browser, { token: alice.token });
     await page.goto(`${platform.url}/ui/#/operations`);
     await page.locator(`.op-row[data-id="${op.id}"]`).click();
     await waitForText(page, '#op-status', 'running');
-    await waitForText(page, '#op-children-summary [data-status=running] strong', '20');
+    await waitForText(page, '#op-children-summary [data-status=running] strong', '10');
 
     // Saying no keeps it running.
     await page.locator('#op-cancel').click();
@@ -133,11 +133,11 @@ describe('dashboard', () => {
     assert.equal((await alice.api.get(op.id)).status, 'running');
 
     await page.locator('#op-cancel').click();
-    await waitForText(page, 'dialog.confirm', '20 unfinished children');
+    await waitForText(page, 'dialog.confirm', '10 unfinished children');
     await page.locator('dialog.confirm #confirm-yes').click();
     await waitForText(page, '#op-status', 'cancelled');
     await waitForText(page, '#op-cancel-reason', 'cancelled by alice');
-    await waitForText(page, '#op-children-summary [data-status=cancelled] strong', '20');
+    await waitForText(page, '#op-children-summary [data-status=cancelled] strong', '10');
     assert.equal((await alice.api.get(op.id)).status, 'cancelled');
     assert.equal(await page.locator('#op-cancel').isVisible(), false);
     await screenshot(page, 'operation-cancelled');

@@ -141,30 +141,47 @@ export function mergeResource(op, resource) {
 }
 
 /**
- * Collects dirty keys and flushes them once per animation frame.
+ * Collects dirty keys and flushes them in an animation frame — at most one
+ * flush per `minIntervalMs` (each drawn frame has a fixed cost: style,
+ * layout, paint; ten a second is plenty for progress bars).
  * @template T
  */
 export class FrameBatcher {
-  /** @param {(keys: Set<T>) => void} flush */
-  constructor(flush) {
+  /**
+   * @param {(keys: Set<T>) => void} flush
+   * @param {{minIntervalMs?: number}} [options]
+   */
+  constructor(flush, options = {}) {
     this.flush = flush;
+    this.minIntervalMs = options.minIntervalMs ?? 0;
     /** @type {Set<T>} */
     this.dirty = new Set();
-    this.scheduled = 0;
+    this.frame = 0;
+    /** @type {ReturnType<typeof setTimeout> | null} */
+    this.timer = null;
+    this.lastFlush = -Infinity;
     this.stopped = false;
   }
 
   /** @param {T} key */
   mark(key) {
     this.dirty.add(key);
-    if (!this.scheduled && !this.stopped) {
-      this.scheduled = requestAnimationFrame(() => this.run());
+    if (this.frame || this.timer || this.stopped) return;
+    const wait = this.lastFlush + this.minIntervalMs - performance.now();
+    if (wait <= 0) {
+      this.frame = requestAnimationFrame(() => this.run());
+    } else {
+      this.timer = setTimeout(() => {
+        this.timer = null;
+        this.frame = requestAnimationFrame(() => this.run());
+      }, wait);
     }
   }
 
   run() {
-    this.scheduled = 0;
+    this.frame = 0;
     if (this.stopped || this.dirty.size === 0) return;
+    this.lastFlush = performance.now();
     const keys = this.dirty;
     this.dirty = new Set();
     this.flush(keys);
@@ -173,8 +190,10 @@ export class FrameBatcher {
 
   stop() {
     this.stopped = true;
-    if (this.scheduled) cancelAnimationFrame(this.scheduled);
-    this.scheduled = 0;
+    if (this.frame) cancelAnimationFrame(this.frame);
+    if (this.timer) clearTimeout(this.timer);
+    this.frame = 0;
+    this.timer = null;
     this.dirty.clear();
   }
 }

@@ -33,6 +33,8 @@ const MAX_FOLLOWS = 500;
 /** Operations created while the page is open, remembered to place them when they match the filters. */
 const MAX_REMEMBERED = 5_000;
 const STRUCTURE = '\u0000structure';
+/** Live changes are drawn at most this often (ms). */
+const LIVE_REDRAW_MS = 100;
 /** Requests at most per page when a filter keeps giving short pages. */
 const MAX_FILL_ROUNDS = 10;
 
@@ -124,7 +126,7 @@ export function mountList(root, ctx, params) {
     if (tr?.dataset.id) ctx.navigate(operationHref(tr.dataset.id));
   });
 
-  const batcher = new FrameBatcher(flush);
+  const batcher = new FrameBatcher(flush, { minIntervalMs: LIVE_REDRAW_MS });
   const feed = ctx.openFeed();
   feed.watchOwner(onOwnerFrame);
   feed.onResync(() => load({ quiet: true }));
