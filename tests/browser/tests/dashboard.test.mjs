@@ -184,6 +184,31 @@ describe('dashboard', () => {
     await context.close();
   });
 
+  test('the JSON editor and the run options reach the api as written', async () => {
+    const { page, record, context } = await openPage(browser, { token: alice.token });
+    await page.goto(`${platform.url}/ui/#/start/demo.sleep`);
+    await page.locator('#field-duration_ms').fill('10');
+    await page.locator('#json-mode').check();
+    assert.deepEqual(JSON.parse(await page.locator('#json-input').inputValue()), { duration_ms: 10 });
+    await page.locator('#json-input').fill('{"duration_ms": 5, "extra": true}');
+    await page.locator('#start-submit').click();
+    await waitForText(page, '.form-errors', 'extra');
+    assert.match(page.url(), /#\/start\/demo\.sleep$/);
+
+    await page.locator('#json-input').fill('{"duration_ms": 5, "steps": 1}');
+    await page.locator('.run-options summary').click();
+    await page.locator('#option-max_attempts').fill('7');
+    await page.locator('#start-submit').click();
+    await page.waitForURL(/#\/operations\/[0-9a-f-]{36}$/);
+    const id = decodeURIComponent(page.url().split('/').pop());
+    await waitForText(page, '#op-status', 'succeeded');
+    await waitForText(page, '#op-meta [data-field=attempt]', '1 of 7');
+    await waitForText(page, '#op-result', '"slept_ms": 5');
+    assert.equal((await alice.api.get(id)).max_attempts, 7);
+    assert.deepEqual(record.dialogs, []);
+    await context.close();
+  });
+
   test('every kind gets a form with a field per input property', async () => {
     const { page, context } = await openPage(browser, { token: alice.token });
     const kinds = (await alice.api.request('GET', '/v1/kinds')).kinds;
