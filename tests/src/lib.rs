@@ -9,9 +9,13 @@
 //! - [`ProcessGuard`] runs the real `longrun` binary for tests that kill,
 //!   stop or signal a process.
 //! - [`WsClient`] speaks the WebSocket protocol frame by frame.
+//! - [`tree`] reads whole event logs and operation trees for assertions.
+//! - [`http::Api`] sends raw HTTP, for exact statuses, headers and problems.
 
 pub mod cluster;
+pub mod http;
 pub mod process;
+pub mod tree;
 pub mod ws;
 
 use std::sync::OnceLock;
@@ -213,6 +217,11 @@ impl Platform {
         Client::new(&self.api_url, &self.ws_url, &token(sub))
     }
 
+    /// Raw HTTP against this platform's api.
+    pub fn api(&self) -> http::Api {
+        http::Api::new(&self.api_url)
+    }
+
     /// A client with the admin role.
     pub fn admin(&self, sub: &str) -> Client {
         Client::new(
@@ -259,6 +268,18 @@ impl Platform {
             ("LONGRUN_WS_URL".into(), self.ws_url.clone()),
             ("RUST_LOG".into(), "warn".into()),
         ]
+    }
+
+    /// Environment for a `longrun worker` process joining this platform.
+    pub fn worker_env(&self, id: &str, concurrency: usize) -> Vec<(String, String)> {
+        let mut env = self.env();
+        env.push(("LONGRUN_WORKER_ID".into(), id.into()));
+        env.push(("LONGRUN_WORKER_CONCURRENCY".into(), concurrency.to_string()));
+        env.push((
+            "LONGRUN_RETENTION_S".into(),
+            self.config.retention.as_secs().to_string(),
+        ));
+        env
     }
 
     /// Stops every service and waits for them.
