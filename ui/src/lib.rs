@@ -2,7 +2,9 @@
 //! binary at build time (no CDN, no files on disk, works offline), and the
 //! axum routes that serve them.
 //!
-//! The api service mounts [`router`]: `/` and `/ui` redirect to `/ui/`,
+//! The api service mounts [`router`]: `/ui` — and `/` for a browser (a
+//! request that accepts `text/html`; other clients get the api's usual 404
+//! problem there) — redirect to `/ui/`,
 //! `/ui/` is the page, `/ui/config.json` tells the page where the WebSocket
 //! gateway is, and `/ui/<file>` serves the other files of `assets/`. The
 //! page talks to the api with the same bearer tokens as any client; the
@@ -25,6 +27,9 @@ use rust_embed::RustEmbed;
 #[derive(RustEmbed)]
 #[folder = "assets/"]
 struct Assets;
+
+/// The header the api's request-id layer sets on every request.
+const REQUEST_ID: &str = "x-request-id";
 
 /// Where the page is mounted.
 pub const BASE: &str = "/ui/";
@@ -61,7 +66,7 @@ impl UiSettings {
 pub fn router<S: Clone + Send + Sync + 'static>(settings: UiSettings) -> Router<S> {
     let config: Arc<str> = Arc::from(settings.to_json());
     Router::new()
-        .route("/", get(|| async { Redirect::temporary(BASE) }))
+        .route("/", get(|headers: HeaderMap| async move { root(&headers) }))
         .route("/ui", get(|| async { Redirect::temporary(BASE) }))
         .route("/ui/", get(|headers: HeaderMap| async move { asset("index.html", &headers) }))
         .route(
@@ -79,10 +84,26 @@ pub fn router<S: Clone + Send + Sync + 'static>(settings: UiSettings) -> Router<
         )
 }
 
+/// `/`: browsers go to the dashboard; API clients learn there is nothing here.
+fn root(request: &HeaderMap) -> Response {
+    let browser = request
+        .get(header::ACCEPT)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/html"));
+    if browser {
+        return Redirect::temporary(BASE).into_response();
+    }
+    problem(
+        Code::NotFound,
+        "no such route; the API is described at /openapi.json, the dashboard is at /ui/".into(),
+        request,
+    )
+}
+
 /// One embedded file, or a 404 problem; 304 when the browser's copy is current.
 fn asset(path: &str, request: &HeaderMap) -> Response {
     let Some(file) = Assets::get(path) else {
-        return not_found(path);
+        return not_found(path, request);
     };
     let etag = format!("\"{}\"", hex(&file.metadata.sha256_hash()));
     let fresh = request
@@ -117,11 +138,21 @@ fn config_response(config: &str) -> Response {
     secure(response)
 }
 
-fn not_found(path: &str) -> Response {
-    let problem = Problem::new(
+fn not_found(path: &str, request: &HeaderMap) -> Response {
+    problem(
         Code::NotFound,
         format!("the dashboard has no file `{path}`; open {BASE}"),
-    );
+        request,
+    )
+}
+
+/// A problem answer quoting the request's id (set by the api's request-id layer), like the api's own.
+fn problem(code: Code, detail: String, request: &HeaderMap) -> Response {
+    let mut problem = Problem::new(code, detail);
+    problem.request_id = request
+        .get(REQUEST_ID)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
     let body = serde_json::to_vec(&problem).unwrap_or_default();
     let mut response = (StatusCode::NOT_FOUND, body).into_response();
     if let Ok(value) = HeaderValue::from_str(PROBLEM_JSON) {

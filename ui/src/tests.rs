@@ -17,7 +17,7 @@ fn app() -> Router {
 }
 
 async fn get(app: Router, uri: &str, if_none_match: Option<&str>) -> Response {
-    let mut request = Request::get(uri);
+    let mut request = Request::get(uri).header(header::ACCEPT, "text/html,*/*;q=0.8");
     if let Some(tag) = if_none_match {
         request = request.header(header::IF_NONE_MATCH, tag);
     }
@@ -51,6 +51,21 @@ async fn the_root_and_ui_redirect_to_the_page() {
         assert_eq!(response.status(), StatusCode::TEMPORARY_REDIRECT, "{uri}");
         assert_eq!(header_of(&response, header::LOCATION), "/ui/");
     }
+}
+
+#[tokio::test]
+async fn the_root_is_a_problem_for_api_clients() {
+    let request = Request::get("/")
+        .header(header::ACCEPT, "application/json")
+        .header("x-request-id", "req-1")
+        .body(Body::empty())
+        .expect("request");
+    let response = app().oneshot(request).await.expect("infallible");
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    assert_eq!(header_of(&response, header::CONTENT_TYPE), PROBLEM_JSON);
+    let body: serde_json::Value = serde_json::from_str(&text(response).await).expect("json");
+    assert_eq!(body["code"], "not_found");
+    assert_eq!(body["request_id"], "req-1");
 }
 
 #[tokio::test]

@@ -22,13 +22,22 @@ async fn the_api_serves_the_dashboard_beside_its_routes() {
         .await;
     let http = plain_client();
 
+    // A browser asking for the api's root goes to the dashboard; an API client learns there is nothing.
     let root = http
         .get(format!("{}/", platform.api_url))
+        .header("accept", "text/html,application/xhtml+xml,*/*;q=0.8")
         .send()
         .await
         .expect("answers");
     assert_eq!(root.status(), 307);
     assert_eq!(root.headers()["location"], "/ui/");
+    let root = http
+        .get(format!("{}/", platform.api_url))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(root.status(), 404);
+    assert_eq!(root.headers()["content-type"], "application/problem+json");
 
     let page = http
         .get(format!("{}/ui/", platform.api_url))
