@@ -99,10 +99,15 @@ impl AppState {
     }
 }
 
-/// The router with every route and layer.
+/// The router with every route and layer, and the web dashboard at `/ui/`.
 pub fn app(state: AppState) -> Router {
     let body_limit = state.config.body_limit_bytes;
-    observe::layers(routes::router().layer(DefaultBodyLimit::max(body_limit))).with_state(state)
+    let dashboard = longrun_ui::router(longrun_ui::UiSettings {
+        public_ws_url: state.config.public_ws_url.clone(),
+        ws_port: state.config.ws_addr.port(),
+    });
+    let routes = routes::router().merge(dashboard);
+    observe::layers(routes.layer(DefaultBodyLimit::max(body_limit))).with_state(state)
 }
 
 /// Serves the api on `listener` until `shutdown` resolves, then finishes

@@ -11,6 +11,7 @@ mod api_routes;
 mod cli;
 mod cli_client;
 mod cli_live;
+mod dashboard;
 mod foundation;
 mod worker;
 mod worker_processes;
