@@ -1,0 +1,4 @@
+//! Placeholder.
+#[derive(Debug, clap::Args)]
+pub struct Args {}
+pub fn write(_args: &Args) -> anyhow::Result<()> { Ok(()) }
