@@ -46,6 +46,8 @@ enum Command {
     E2e(Targeted<scenario::e2e::Args>),
     /// redis-benchmark on the same Redis settings: the physical limit.
     Limit(scenario::limit::Args),
+    /// BullMQ's queue-level benchmarks (bench/peers/queue-bench.mjs) on the same Redis settings.
+    Bullmq(scenario::bullmq::Args),
     /// Writes the side-by-side markdown report from a run's JSON lines.
     Report(report::Args),
 }
@@ -82,15 +84,39 @@ fn main() -> std::process::ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let setup = &cli.setup;
-    let report = match &cli.command {
-        Command::Initiate(t) => scenario::initiate::run(t.target, setup, &t.args).await?,
-        Command::Throughput(t) => scenario::throughput::run(t.target, setup, &t.args).await?,
-        Command::Fanout(t) => scenario::fanout::run(t.target, setup, &t.args).await?,
-        Command::Stream(t) => scenario::stream::run(t.target, setup, &t.args).await?,
-        Command::E2e(t) => scenario::e2e::run(t.target, setup, &t.args).await?,
-        Command::Limit(args) => scenario::limit::run(args).await?,
+    let (name, target) = match &cli.command {
+        Command::Initiate(t) => ("initiate", t.target),
+        Command::Throughput(t) => ("throughput", t.target),
+        Command::Fanout(t) => ("fanout", t.target),
+        Command::Stream(t) => ("stream", t.target),
+        Command::E2e(t) => ("e2e", t.target),
+        Command::Limit(_) => ("limit", Target::Longrun),
         Command::Report(args) => return report::write(args),
+        Command::Bullmq(args) => return scenario::bullmq::run(setup, args),
     };
-    report.print();
-    Ok(())
+    let outcome = match &cli.command {
+        Command::Initiate(t) => scenario::initiate::run(t.target, setup, &t.args).await,
+        Command::Throughput(t) => scenario::throughput::run(t.target, setup, &t.args).await,
+        Command::Fanout(t) => scenario::fanout::run(t.target, setup, &t.args).await,
+        Command::Stream(t) => scenario::stream::run(t.target, setup, &t.args).await,
+        Command::E2e(t) => scenario::e2e::run(t.target, setup, &t.args).await,
+        Command::Limit(args) => scenario::limit::run(args).await,
+        Command::Report(_) | Command::Bullmq(_) => unreachable!("handled above"),
+    };
+    match outcome {
+        Ok(report) => {
+            report.print();
+            Ok(())
+        }
+        Err(err) => {
+            // A failed run is a result too: the report lists it.
+            let line = serde_json::json!({
+                "scenario": name,
+                "target": target.as_str(),
+                "error": format!("{err:#}"),
+            });
+            println!("{line}");
+            Err(err)
+        }
+    }
 }

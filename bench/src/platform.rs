@@ -261,7 +261,7 @@ impl Platform {
         }
         match self.target {
             // A longrun worker is ready once its consumer is in the group.
-            Target::Longrun => wait_consumers(&self.redis, known + count, &mut started)?,
+            Target::Longrun => wait_consumers(&self.redis, known, count, &mut started)?,
             Target::Peer => {
                 for service in &mut started {
                     service.wait_log("\"ready\":\"worker\"")?;
@@ -360,17 +360,35 @@ fn consumer_count(redis: &RedisServer) -> Result<usize> {
     Ok(consumers.map_or(0, |list| list.len()))
 }
 
-/// Waits until the work queue's consumer group has `count` consumers.
-fn wait_consumers(redis: &RedisServer, count: usize, services: &mut [Service]) -> Result<()> {
+/// Connections blocked in `XREADGROUP`: idle workers waiting for work.
+fn blocked_readers(redis: &RedisServer) -> Result<usize> {
+    let client = redis::Client::open(redis.url())?;
+    let mut conn = client.get_connection()?;
+    let list: String = redis::cmd("CLIENT").arg("LIST").query(&mut conn)?;
+    Ok(list
+        .lines()
+        .filter(|line| line.contains("cmd=xreadgroup") && line.contains("flags=b"))
+        .count())
+}
+
+/// Waits until `count` new workers read the queue: they joined the
+/// consumer group (a read that got entries) or wait blocked on an empty queue.
+fn wait_consumers(
+    redis: &RedisServer,
+    known: usize,
+    count: usize,
+    services: &mut [Service],
+) -> Result<()> {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while std::time::Instant::now() < deadline {
         for service in services.iter_mut() {
             service.ensure_running()?;
         }
-        if consumer_count(redis)? >= count {
+        let joined = consumer_count(redis)?.saturating_sub(known);
+        if joined.max(blocked_readers(redis)?) >= count {
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    bail!("longrun worker(s) did not join the queue within 30 s")
+    bail!("{count} longrun worker(s) did not read the queue within 30 s")
 }

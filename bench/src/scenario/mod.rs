@@ -8,7 +8,9 @@
 //! - [`stream`]: C WebSocket clients following operations that emit progress.
 //! - [`e2e`]: POST until the terminal event is seen on the WebSocket.
 //! - [`limit`]: `redis-benchmark` against the same Redis settings.
+//! - [`bullmq`]: BullMQ's queue-level benchmarks (bench/peers/queue-bench.mjs).
 
+pub mod bullmq;
 pub mod e2e;
 pub mod fanout;
 pub mod initiate;
