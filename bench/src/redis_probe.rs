@@ -128,6 +128,10 @@ impl Monitor {
     }
 }
 
+/// Commands only the benchmark's own probes send (readiness and completion
+/// polling); the systems under test never send them from a client.
+pub const PROBE_COMMANDS: &[&str] = &["xinfo", "xlen", "client", "zcard", "info", "dbsize"];
+
 /// `+1700000000.123456 [0 127.0.0.1:5555] "evalsha" "..."` or `[0 lua]`.
 fn count_line(line: &str, counts: &mut MonitorCounts) {
     let Some((source, rest)) = line
@@ -140,13 +144,16 @@ fn count_line(line: &str, counts: &mut MonitorCounts) {
         counts.in_scripts += 1;
         return;
     }
-    let command = rest
+    let command: String = rest
         .trim()
         .trim_start_matches('"')
         .split('"')
         .next()
         .unwrap_or("")
         .to_ascii_lowercase();
+    if PROBE_COMMANDS.contains(&command.as_str()) {
+        return;
+    }
     *counts.from_clients.entry(command).or_default() += 1;
 }
 
@@ -182,5 +189,7 @@ mod tests {
         count_line("+1.6 [0 lua] \"hset\" \"k\" \"f\" \"v\"\r\n", &mut counts);
         assert_eq!(counts.from_clients.get("evalsha"), Some(&1));
         assert_eq!(counts.in_scripts, 1);
+        count_line("+1.7 [0 127.0.0.1:5001] \"xinfo\" \"groups\"\r\n", &mut counts);
+        assert_eq!(counts.from_clients.len(), 1, "probe commands are left out");
     }
 }
