@@ -105,7 +105,11 @@ impl Platform {
                 std::fs::create_dir_all(dir)?;
                 LogDir::Kept(dir.clone())
             }
-            None => LogDir::Temporary(tempfile::Builder::new().prefix("longrun-bench-").tempdir()?),
+            None => LogDir::Temporary(
+                tempfile::Builder::new()
+                    .prefix("longrun-bench-")
+                    .tempdir()?,
+            ),
         };
         let mut secret = [0u8; 24];
         rand::rng().fill_bytes(&mut secret);
@@ -297,7 +301,7 @@ impl Platform {
         self.services.iter().find(|service| service.name == name)
     }
 
-    /// RSS and CPU of every service and of Redis, by name.
+    /// RSS and CPU of every service, of Redis and of this load generator, by name.
     pub fn stats(&self) -> Vec<(String, ProcStats)> {
         let mut all: Vec<(String, ProcStats)> = self
             .services
@@ -307,6 +311,8 @@ impl Platform {
         if let Some(pid) = self.redis.pid() {
             all.push(("redis".into(), ProcStats::of(pid)));
         }
+        // The load generator shares the machine: its CPU is part of the picture.
+        all.push(("loadgen".into(), ProcStats::of(std::process::id())));
         all
     }
 

@@ -189,7 +189,10 @@ mod tests {
         count_line("+1.6 [0 lua] \"hset\" \"k\" \"f\" \"v\"\r\n", &mut counts);
         assert_eq!(counts.from_clients.get("evalsha"), Some(&1));
         assert_eq!(counts.in_scripts, 1);
-        count_line("+1.7 [0 127.0.0.1:5001] \"xinfo\" \"groups\"\r\n", &mut counts);
+        count_line(
+            "+1.7 [0 127.0.0.1:5001] \"xinfo\" \"groups\"\r\n",
+            &mut counts,
+        );
         assert_eq!(counts.from_clients.len(), 1, "probe commands are left out");
     }
 }

@@ -60,7 +60,12 @@ pub fn write(args: &Args) -> Result<()> {
 struct Run(Vec<Value>);
 
 impl Run {
-    fn find(&self, scenario: &str, target: &str, matches: impl Fn(&Value) -> bool) -> Option<&Value> {
+    fn find(
+        &self,
+        scenario: &str,
+        target: &str,
+        matches: impl Fn(&Value) -> bool,
+    ) -> Option<&Value> {
         self.0
             .iter()
             .filter(|line| line["scenario"] == scenario)
@@ -181,7 +186,10 @@ all of them and rewrites this file.\n\n```sh"
 
 fn goals(md: &mut String, run: &Run) {
     let _ = writeln!(md, "\n## Goals (from the issues), from this run\n");
-    let _ = writeln!(md, "| goal | longrun | peer | longrun ÷ peer | |\n|---|---|---|---|---|");
+    let _ = writeln!(
+        md,
+        "| goal | longrun | peer | longrun ÷ peer | |\n|---|---|---|---|---|"
+    );
     let init_l = run.find("initiate", "longrun", |l| l["clients"] == 50);
     let init_p = run.find("initiate", "peer", |l| l["clients"] == 50);
     let p99 = init_l.and_then(|l| num(&l["latency_ms"]["p99"]));
@@ -204,7 +212,9 @@ fn goals(md: &mut String, run: &Run) {
         verdict(rps_l.zip(rps_p).map(|(a, b)| a >= 2.0 * b))
     );
     let noop_l = run
-        .find("throughput", "longrun", |l| l["concurrency"] == 100 && l["workers"] == 1)
+        .find("throughput", "longrun", |l| {
+            l["concurrency"] == 100 && l["workers"] == 1
+        })
         .and_then(|l| num(&l["jobs_per_s"]));
     let noop_p = run
         .bullmq_runs("bullmq.noop")
@@ -244,7 +254,10 @@ fn goals(md: &mut String, run: &Run) {
         lost.map_or("-".into(), |v| v.to_string()),
         stream_p.map_or("-".into(), |l| show(&l["delivery_latency_ms"]["p99"])),
         stream_p.map_or("-".into(), |l| show(&l["lost_events"])),
-        ratio(sp99, stream_p.and_then(|l| num(&l["delivery_latency_ms"]["p99"]))),
+        ratio(
+            sp99,
+            stream_p.and_then(|l| num(&l["delivery_latency_ms"]["p99"]))
+        ),
         verdict(sp99.zip(lost).map(|(p, l)| p < 10.0 && l == 0))
     );
     let rss = stream_l.and_then(|l| num(&l["gateway_rss_per_connection_bytes"]));
@@ -481,7 +494,11 @@ the retention period), and once retention expired them.\n"
             let _ = writeln!(
                 md,
                 "| {n} | longrun{} | {} | {} | {} → {} → {} | {} | {} |",
-                if r["timed_out"] == true { " (TIMED OUT)" } else { "" },
+                if r["timed_out"] == true {
+                    " (TIMED OUT)"
+                } else {
+                    ""
+                },
                 show(&r["wall_ms"]),
                 ratio(num(&r["wall_ms"]), b.and_then(|b| num(&b["wall_ms"]))),
                 mib(num(&r["redis_memory_before"])),
@@ -497,7 +514,11 @@ the retention period), and once retention expired them.\n"
             let _ = writeln!(
                 md,
                 "| {n} | BullMQ flow{} | {} | | {} → {} | | {} |",
-                if r["timed_out"] == true { " (TIMED OUT)" } else { "" },
+                if r["timed_out"] == true {
+                    " (TIMED OUT)"
+                } else {
+                    ""
+                },
                 show(&r["wall_ms"]),
                 mib(num(&r["redis_memory_before"])),
                 mib(num(&r["redis_memory_after"])),
@@ -608,7 +629,10 @@ fn producer(md: &mut String, run: &Run) {
         "\n## BullMQ producer, for reference\n\nIn-process `Queue.add` / `addBulk` with no HTTP, \
 no auth and no validation: the floor under the peer stack's initiation numbers above.\n"
     );
-    let _ = writeln!(md, "| call | jobs | jobs/s | latency ms p50 / p95 / p99 / max | Redis commands per job |\n|---|---|---|---|---|");
+    let _ = writeln!(
+        md,
+        "| call | jobs | jobs/s | latency ms p50 / p95 / p99 / max | Redis commands per job |\n|---|---|---|---|---|"
+    );
     if let Some(a) = add {
         let _ = writeln!(
             md,
@@ -645,7 +669,10 @@ longrun start is one script call and every job a few, so these are the ceilings.
         show(&l["requests"]),
         show(&l["redis"])
     );
-    let _ = writeln!(md, "| test | req/s | p50 / p95 / p99 / max ms |\n|---|---|---|");
+    let _ = writeln!(
+        md,
+        "| test | req/s | p50 / p95 / p99 / max ms |\n|---|---|---|"
+    );
     for t in l["tests"].as_array().into_iter().flatten() {
         let r = &t["result"];
         let _ = writeln!(
@@ -675,7 +702,9 @@ fn machine(md: &mut String, run: &Run, args: &Args) {
         .lines()
         .find_map(|l| l.strip_prefix("MemTotal:"))
         .and_then(|l| l.split_whitespace().next()?.parse::<f64>().ok())
-        .map_or("?".into(), |kib| format!("{:.0} GiB", kib / 1024.0 / 1024.0));
+        .map_or("?".into(), |kib| {
+            format!("{:.0} GiB", kib / 1024.0 / 1024.0)
+        });
     let os = std::fs::read_to_string("/etc/os-release")
         .unwrap_or_default()
         .lines()
@@ -690,7 +719,12 @@ and every service share it.",
         kernel.trim()
     );
     if let Some(seconds) = args.elapsed_s {
-        let _ = writeln!(md, "- The whole run took {} min {} s.", seconds / 60, seconds % 60);
+        let _ = writeln!(
+            md,
+            "- The whole run took {} min {} s.",
+            seconds / 60,
+            seconds % 60
+        );
     }
     let tool = |program: &str, arg: &str| {
         Command::new(program)
@@ -743,5 +777,58 @@ and every service share it.",
         for failure in failures {
             let _ = writeln!(md, "- {}", failure.lines().next().unwrap_or(""));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn args() -> Args {
+        Args {
+            results: PathBuf::new(),
+            commands: PathBuf::new(),
+            notes: None,
+            banner: Some("busy machine".into()),
+            elapsed_s: Some(61),
+            out: None,
+        }
+    }
+
+    #[test]
+    fn ratios_and_goals_come_from_the_lines() {
+        let run = Run(vec![
+            json!({"scenario": "initiate", "target": "longrun", "clients": 50,
+                   "requests_per_s": 6000.0, "latency_ms": {"n": 10, "p50": 1.0, "p95": 2.0, "p99": 4.0, "max": 5.0},
+                   "errors": 0, "backlog_drain_ms": 10, "cpu_s": {"api": 1.5}}),
+            json!({"scenario": "initiate", "target": "peer", "clients": 50,
+                   "requests_per_s": 2000.0, "latency_ms": {"n": 10, "p50": 20.0, "p95": 30.0, "p99": 40.0, "max": 50.0},
+                   "errors": 0, "backlog_drain_ms": 10, "cpu_s": {"api": 9.0}}),
+            json!({"scenario": "stream", "target": "longrun", "error": "boom"}),
+        ]);
+        let md = render(&run, "longrun-bench initiate\n", "", &args());
+        assert!(
+            md.contains("| initiation p99 < 5 ms at 50 clients | 4.00 ms | 40.0 ms | 0.10 | met |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| initiation req/s ≥ 2× the reference stack | 6000 | 2000 | 3.00 | met |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| 50 | **longrun ÷ peer** | **3.00** |"),
+            "{md}"
+        );
+        assert!(md.contains("> **Note:** busy machine"));
+        assert!(md.contains("stream: boom"), "failed scenarios are listed");
+        assert!(md.contains("```sh\nlongrun-bench initiate\n```"));
+    }
+
+    #[test]
+    fn missing_measurements_say_so() {
+        let md = render(&Run(Vec::new()), "", "", &args());
+        assert!(md.contains("not measured"));
+        assert!(!md.contains("met |"));
     }
 }

@@ -45,7 +45,9 @@ impl Delivery {
 pub enum Incoming {
     Event(Delivery),
     /// The answer to a subscribe: the resource's `done` when it carries one.
-    Subscribed { done: bool },
+    Subscribed {
+        done: bool,
+    },
     /// An `error` frame (longrun) or a refused subscribe (Socket.IO).
     Error(String),
     /// The server closed the connection (with its close code when there was one).
@@ -78,7 +80,9 @@ impl WsClient {
         let (socket, _) =
             tokio_tungstenite::connect_async_with_config(url.as_str(), Some(config()), true)
                 .await
-                .with_context(|| format!("connecting to {}", url.split('?').next().unwrap_or("")))?;
+                .with_context(|| {
+                    format!("connecting to {}", url.split('?').next().unwrap_or(""))
+                })?;
         let mut client = WsClient {
             target,
             socket,
@@ -96,7 +100,8 @@ impl WsClient {
         if !open.starts_with('0') {
             bail!("expected an Engine.IO open packet, got {open}");
         }
-        self.send(format!("40{}", json!({ "token": token }))).await?;
+        self.send(format!("40{}", json!({ "token": token })))
+            .await?;
         loop {
             let packet = self.read_text().await?;
             if packet.starts_with("40") {
@@ -142,11 +147,8 @@ impl WsClient {
             }
             Target::Peer => {
                 let id = self.ack_id();
-                self.send(format!(
-                    "42{id}{}",
-                    json!(["subscribe", {"owner": "self"}])
-                ))
-                .await?;
+                self.send(format!("42{id}{}", json!(["subscribe", {"owner": "self"}])))
+                    .await?;
             }
         }
         loop {

@@ -61,7 +61,11 @@ fn summary(line: &serde_json::Value) -> String {
                 .map(|run| {
                     let size = run.get("concurrency").or_else(|| run.get("children"));
                     let speed = run.get("jobs_per_s").or_else(|| run.get("wall_ms"));
-                    format!("{} -> {}", size.unwrap_or(&serde_json::Value::Null), speed.unwrap_or(&serde_json::Value::Null))
+                    format!(
+                        "{} -> {}",
+                        size.unwrap_or(&serde_json::Value::Null),
+                        speed.unwrap_or(&serde_json::Value::Null)
+                    )
                 })
                 .collect()
         })

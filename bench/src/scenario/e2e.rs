@@ -71,7 +71,12 @@ pub async fn run(target: Target, setup: &Setup, args: &Args) -> Result<Report> {
     let deadline = began + Duration::from_secs(300);
     let mut tasks = tokio::task::JoinSet::new();
     for (index, client) in clients.into_iter().enumerate() {
-        let (api, token, input, next) = (api.clone(), platform.token(&owner(index))?, input.clone(), next.clone());
+        let (api, token, input, next) = (
+            api.clone(),
+            platform.token(&owner(index))?,
+            input.clone(),
+            next.clone(),
+        );
         let (iterations, per_operation) = (args.iterations, args.per_operation);
         tasks.spawn(async move {
             let mut outcome = Outcome::default();
@@ -108,20 +113,33 @@ pub async fn run(target: Target, setup: &Setup, args: &Args) -> Result<Report> {
     report.set("steps", args.steps);
     report.set(
         "subscribe",
-        if args.per_operation { "operation" } else { "owner" },
+        if args.per_operation {
+            "operation"
+        } else {
+            "owner"
+        },
     );
     report.set("terminal_via_snapshot", all.via_snapshot);
     report.set("completed", latency.n);
     report.set("failures", all.failures.len());
-    report.set("failure_examples", &all.failures.iter().take(3).collect::<Vec<_>>());
+    report.set(
+        "failure_examples",
+        all.failures.iter().take(3).collect::<Vec<_>>(),
+    );
     report.set("seconds", round(elapsed, 3));
     report.set("post_to_terminal_ms", &latency);
     report.set("cpu_s", &cpu);
     report.row(
         "operations / in flight",
-        format!("{} / {} ({} steps each)", args.iterations, args.concurrency, args.steps),
+        format!(
+            "{} / {} ({} steps each)",
+            args.iterations, args.concurrency, args.steps
+        ),
     );
-    report.row("completed / failures", format!("{} / {}", latency.n, all.failures.len()));
+    report.row(
+        "completed / failures",
+        format!("{} / {}", latency.n, all.failures.len()),
+    );
     report.row("POST -> terminal ms p50/p95/p99/max", latency.line());
     report.row("CPU s", super::cpu_line(&cpu));
     Ok(report)

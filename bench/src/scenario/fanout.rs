@@ -36,7 +36,9 @@ pub struct Args {
 
 pub async fn run(target: Target, setup: &Setup, args: &Args) -> Result<Report> {
     if target != Target::Longrun {
-        bail!("fanout measures longrun; the peer's is `node bench/peers/queue-bench.mjs --only flow`");
+        bail!(
+            "fanout measures longrun; the peer's is `node bench/peers/queue-bench.mjs --only flow`"
+        );
     }
     let mut runs = Vec::new();
     let mut report = Report::new("fanout", target);
@@ -46,7 +48,11 @@ pub async fn run(target: Target, setup: &Setup, args: &Args) -> Result<Report> {
             format!("{children} children"),
             format!(
                 "{} | {} ms to parent {} | Redis {} -> {} -> {} after retention | {} cmds/op",
-                if run["timed_out"] == true { "TIMED OUT" } else { "ok" },
+                if run["timed_out"] == true {
+                    "TIMED OUT"
+                } else {
+                    "ok"
+                },
                 run["wall_ms"],
                 run["parent_status"].as_str().unwrap_or("?"),
                 mib(run["redis_memory_before"].as_u64().unwrap_or(0)),

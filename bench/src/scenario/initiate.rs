@@ -58,7 +58,15 @@ pub async fn run(target: Target, setup: &Setup, args: &Args) -> Result<Report> {
     let input = json!({"duration_ms": 0, "steps": 1});
 
     if args.warmup_seconds > 0.0 {
-        load(&api, &token, &input, args.clients, args.warmup_seconds, u64::MAX).await;
+        load(
+            &api,
+            &token,
+            &input,
+            args.clients,
+            args.warmup_seconds,
+            u64::MAX,
+        )
+        .await;
     }
     let before = platform.stats();
     let began = Instant::now();
@@ -118,7 +126,8 @@ async fn load(
     let sent = Arc::new(AtomicU64::new(0));
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..clients {
-        let (api, token, input, sent) = (api.clone(), token.to_owned(), input.clone(), sent.clone());
+        let (api, token, input, sent) =
+            (api.clone(), token.to_owned(), input.clone(), sent.clone());
         tasks.spawn(async move {
             let mut tally = Tally::default();
             while Instant::now() < end && sent.fetch_add(1, Ordering::Relaxed) < max_requests {

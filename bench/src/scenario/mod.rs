@@ -52,8 +52,10 @@ impl Report {
     }
 
     pub fn set(&mut self, key: &str, value: impl serde::Serialize) {
-        self.json
-            .insert(key.to_owned(), serde_json::to_value(value).unwrap_or(Value::Null));
+        self.json.insert(
+            key.to_owned(),
+            serde_json::to_value(value).unwrap_or(Value::Null),
+        );
     }
 
     pub fn row(&mut self, what: impl Into<String>, value: impl Into<String>) {

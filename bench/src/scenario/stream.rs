@@ -173,7 +173,11 @@ pub async fn run(target: Target, setup: &Setup, args: &Args) -> Result<Report> {
     );
     report.row(
         "clients without terminal / closed",
-        format!("{} / {}", tally.unfinished, tally.closed.values().sum::<u64>()),
+        format!(
+            "{} / {}",
+            tally.unfinished,
+            tally.closed.values().sum::<u64>()
+        ),
     );
     report.row("events/s delivered", rate(delivered, window).to_string());
     report.row("latency ms p50/p95/p99/max", latency.line());
@@ -243,11 +247,11 @@ async fn final_seqs(
     let mut seqs = Vec::with_capacity(ids.len());
     for (index, id) in ids.iter().enumerate() {
         let seq = match platform.target {
-            Target::Longrun if !id.is_empty() => api
-                .get(&platform.token(&owner(index))?, id)
-                .await?["seq"]
-                .as_u64()
-                .unwrap_or(0),
+            Target::Longrun if !id.is_empty() => {
+                api.get(&platform.token(&owner(index))?, id).await?["seq"]
+                    .as_u64()
+                    .unwrap_or(0)
+            }
             Target::Longrun => 0,
             Target::Peer => u64::from(args.steps) + 3,
         };
@@ -279,7 +283,8 @@ impl Tally {
             tally.expected += last;
             tally.delivered += client.seqs.len() as u64;
             tally.duplicates += (client.seqs.len() - unique.len()) as u64;
-            tally.lost += last.saturating_sub(unique.iter().filter(|&&s| s >= 1 && s <= last).count() as u64);
+            tally.lost +=
+                last.saturating_sub(unique.iter().filter(|&&s| s >= 1 && s <= last).count() as u64);
             tally.reorders += client.seqs.windows(2).filter(|w| w[1] < w[0]).count() as u64;
             if !client.terminal {
                 tally.unfinished += 1;
@@ -309,10 +314,7 @@ mod tests {
 
     #[test]
     fn losses_duplicates_and_reorders_are_counted() {
-        let seen = [
-            client(&[1, 2, 3, 4], true),
-            client(&[1, 3, 3, 2], false),
-        ];
+        let seen = [client(&[1, 2, 3, 4], true), client(&[1, 3, 3, 2], false)];
         let tally = Tally::of(&seen, &[4]);
         assert_eq!(tally.expected, 8);
         assert_eq!(tally.delivered, 8);

@@ -125,7 +125,10 @@ pub async fn run(target: Target, setup: &Setup, args: &Args) -> Result<Report> {
         ),
     );
     report.row("jobs/s", format!("{jobs_per_s} ({:.2} s)", drained.seconds));
-    report.row("Redis commands per job (incl. in scripts)", commands_per_job.to_string());
+    report.row(
+        "Redis commands per job (incl. in scripts)",
+        commands_per_job.to_string(),
+    );
     if let Some(sample) = &monitored {
         report.row(
             "client commands per job (MONITOR sample)",
@@ -142,7 +145,8 @@ async fn enqueue(api: &Api, token: &str, count: usize) -> Result<Vec<String>> {
     let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..50 {
-        let (api, token, input, next) = (api.clone(), token.to_owned(), input.clone(), next.clone());
+        let (api, token, input, next) =
+            (api.clone(), token.to_owned(), input.clone(), next.clone());
         tasks.spawn(async move {
             let (mut ids, mut refused) = (Vec::new(), 0u64);
             while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < count {
@@ -188,7 +192,14 @@ async fn drain(
     let deadline = Instant::now() + Duration::from_secs(args.max_seconds);
     let mut timed_out = true;
     while Instant::now() < deadline {
-        if drained(platform.target, &mut probe, finished_before, ids.len() as u64).await? {
+        if drained(
+            platform.target,
+            &mut probe,
+            finished_before,
+            ids.len() as u64,
+        )
+        .await?
+        {
             timed_out = false;
             break;
         }
@@ -253,7 +264,8 @@ async fn drained(
                 .arg(&ready)
                 .query_async(probe)
                 .await?;
-            let number = |group: &HashMap<String, redis::Value>, field: &str| match group.get(field) {
+            let number = |group: &HashMap<String, redis::Value>, field: &str| match group.get(field)
+            {
                 Some(redis::Value::Int(n)) => Some(*n),
                 _ => None,
             };
@@ -279,7 +291,10 @@ async fn longrun_spans(probe: &mut MultiplexedConnection, ids: &[String]) -> Res
     for chunk in ids.chunks(500) {
         let mut pipe = redis::pipe();
         for id in chunk {
-            pipe.cmd("XRANGE").arg(keys.events(id, id)).arg("-").arg("+");
+            pipe.cmd("XRANGE")
+                .arg(keys.events(id, id))
+                .arg("-")
+                .arg("+");
         }
         let logs: Vec<Vec<(String, HashMap<String, String>)>> = pipe.query_async(probe).await?;
         for log in logs {
@@ -318,8 +333,7 @@ async fn peer_spans(probe: &mut MultiplexedConnection, ids: &[String]) -> Result
                 .arg("finishedOn")
                 .arg("failedReason");
         }
-        let rows: Vec<(Option<f64>, Option<f64>, Option<String>)> =
-            pipe.query_async(probe).await?;
+        let rows: Vec<(Option<f64>, Option<f64>, Option<String>)> = pipe.query_async(probe).await?;
         for (processed, finished, failed) in rows {
             spans.push(Span {
                 start_ms: processed,
@@ -333,5 +347,10 @@ async fn peer_spans(probe: &mut MultiplexedConnection, ids: &[String]) -> Result
 
 fn rfc3339_ms(at: &str) -> Option<f64> {
     let time = humantime::parse_rfc3339(at).ok()?;
-    Some(time.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs_f64() * 1000.0)
+    Some(
+        time.duration_since(std::time::UNIX_EPOCH)
+            .ok()?
+            .as_secs_f64()
+            * 1000.0,
+    )
 }
