@@ -353,8 +353,9 @@ fn throughput(md: &mut String, run: &Run) {
         md,
         "\n## Job throughput (issue 5)\n\nlongrun: N jobs of `demo.sleep {{\"duration_ms\":0,\"steps\":1}}` \
 are queued through the api with no worker running, then W `longrun worker` processes at \
-concurrency K drain them; time from the first `started` to the last terminal event (both seen \
-on Redis pub/sub). Every longrun job writes 4 events (created, started, progress, succeeded) \
+concurrency K drain them; time from the first job's start to the last job's end as the \
+system recorded them (the `at` of the `started` and terminal events in the logs; BullMQ's \
+`processedOn`/`finishedOn` for the peer stack), completion found by polling Redis. Every longrun job writes 4 events (created, started, progress, succeeded) \
 to its log and publishes each. BullMQ: a pre-filled queue of `async () => {{}}` jobs drained by \
 one `Worker` in the producer's process (`queue-bench.mjs`), completed jobs kept (its default). \
 Peer stack: the Express + BullMQ service's worker draining the same `demo.sleep` jobs, \
