@@ -1236,6 +1236,10 @@ fn forged_tokens() -> Vec<(&'static str, String)> {
             with(&|c| c["exp"] = json!((now + 3600).to_string())),
         ),
         ("exp negative", with(&|c| c["exp"] = json!(-1))),
+        (
+            "exp a fraction",
+            with(&|c| c["exp"] = json!(now as f64 + 3600.5)),
+        ),
         ("exp an array", with(&|c| c["exp"] = json!([now + 3600]))),
         (
             "exp beyond any number",
