@@ -202,7 +202,7 @@ pub fn mint(
     let now = unix_now();
     let claims = Claims {
         sub: request.sub.to_owned(),
-        exp: now + request.ttl.as_secs().max(1),
+        exp: now.saturating_add(request.ttl.as_secs().max(1)),
         nbf: Some(now),
         iat: Some(now),
         iss: request.issuer.map(str::to_owned),

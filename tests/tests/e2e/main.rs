@@ -13,6 +13,7 @@ mod cli_client;
 mod cli_live;
 mod dashboard;
 mod foundation;
+mod hostile;
 mod worker;
 mod worker_processes;
 
