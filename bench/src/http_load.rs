@@ -1,5 +1,6 @@
 //! Starting operations over HTTP (`POST /v1/demo/sleep`, the same request
-//! for both targets) on keep-alive connections, and reading one back.
+//! for both targets) on keep-alive connections, reading one back, waiting
+//! for one to finish (longrun's long poll) and cancelling one.
 
 use std::time::{Duration, Instant};
 
@@ -82,5 +83,32 @@ impl Api {
             .await?
             .error_for_status()?;
         Ok(response.json().await?)
+    }
+
+    /// `GET /v1/operations/{id}/wait`: the resource once done, or after `timeout_ms`.
+    pub async fn wait(&self, token: &str, id: &str, timeout_ms: u64) -> Result<Value> {
+        let response = self
+            .http
+            .get(format!(
+                "{}/v1/operations/{id}/wait?timeout_ms={timeout_ms}",
+                self.base
+            ))
+            .bearer_auth(token)
+            .timeout(Duration::from_millis(timeout_ms + 10_000))
+            .send()
+            .await?
+            .error_for_status()?;
+        Ok(response.json().await?)
+    }
+
+    /// `POST /v1/operations/{id}/cancel`: the answer's status (202, or 409 when already done).
+    pub async fn cancel(&self, token: &str, id: &str) -> Result<u16> {
+        let response = self
+            .http
+            .post(format!("{}/v1/operations/{id}/cancel", self.base))
+            .bearer_auth(token)
+            .send()
+            .await?;
+        Ok(response.status().as_u16())
     }
 }

@@ -48,6 +48,8 @@ enum Command {
     Limit(scenario::limit::Args),
     /// BullMQ's queue-level benchmarks (bench/peers/queue-bench.mjs) on the same Redis settings.
     Bullmq(scenario::bullmq::Args),
+    /// Minutes of mixed load (starts, cancels, fan-outs, 500 WebSocket clients); memory every minute.
+    Soak(scenario::soak::Args),
     /// Writes the side-by-side markdown report from a run's JSON lines.
     Report(report::Args),
 }
@@ -91,6 +93,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Stream(t) => ("stream", t.target),
         Command::E2e(t) => ("e2e", t.target),
         Command::Limit(_) => ("limit", Target::Longrun),
+        Command::Soak(_) => ("soak", Target::Longrun),
         Command::Report(args) => return report::write(args),
         Command::Bullmq(args) => return scenario::bullmq::run(setup, args),
     };
@@ -101,6 +104,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Stream(t) => scenario::stream::run(t.target, setup, &t.args).await,
         Command::E2e(t) => scenario::e2e::run(t.target, setup, &t.args).await,
         Command::Limit(args) => scenario::limit::run(args).await,
+        Command::Soak(args) => scenario::soak::run(Target::Longrun, setup, args).await,
         Command::Report(_) | Command::Bullmq(_) => unreachable!("handled above"),
     };
     match outcome {

@@ -9,12 +9,14 @@
 //! - [`e2e`]: POST until the terminal event is seen on the WebSocket.
 //! - [`limit`]: `redis-benchmark` against the same Redis settings.
 //! - [`bullmq`]: BullMQ's queue-level benchmarks (bench/peers/queue-bench.mjs).
+//! - [`soak`]: minutes of mixed load with memory recorded every minute.
 
 pub mod bullmq;
 pub mod e2e;
 pub mod fanout;
 pub mod initiate;
 pub mod limit;
+pub mod soak;
 pub mod stream;
 pub mod throughput;
 
