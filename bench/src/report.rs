@@ -24,6 +24,9 @@ pub struct Args {
     /// Markdown to include as the analysis (where longrun is behind and why, profiles).
     #[arg(long)]
     pub notes: Option<PathBuf>,
+    /// Markdown of the last soak run (bench/PERFORMANCE-soak.md, written by scripts/soak), kept as is.
+    #[arg(long)]
+    pub soak: Option<PathBuf>,
     /// A note placed at the top (e.g. that the machine was busy).
     #[arg(long)]
     pub banner: Option<String>,
@@ -48,7 +51,11 @@ pub fn write(args: &Args) -> Result<()> {
         Some(path) => std::fs::read_to_string(path).unwrap_or_default(),
         None => String::new(),
     };
-    let markdown = render(&Run(lines), &commands, &notes, args);
+    let soak = match &args.soak {
+        Some(path) => std::fs::read_to_string(path).unwrap_or_default(),
+        None => String::new(),
+    };
+    let markdown = render(&Run(lines), &commands, &[&notes, &soak], args);
     match &args.out {
         Some(path) => std::fs::write(path, markdown)?,
         None => print!("{markdown}"),
@@ -144,7 +151,8 @@ fn verdict(met: Option<bool>) -> &'static str {
     }
 }
 
-fn render(run: &Run, commands: &str, notes: &str, args: &Args) -> String {
+/// `sections`: markdown placed as is after the measured ones (the notes, the soak).
+fn render(run: &Run, commands: &str, sections: &[&str], args: &Args) -> String {
     let mut md = String::new();
     let date = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
     let _ = writeln!(md, "# Performance\n");
@@ -167,8 +175,8 @@ persistence, `maxmemory-policy noeviction`), driven by the same load generator \
     e2e(&mut md, run);
     producer(&mut md, run);
     limit(&mut md, run);
-    if !notes.trim().is_empty() {
-        let _ = writeln!(md, "\n{}", notes.trim_end());
+    for section in sections.iter().filter(|section| !section.trim().is_empty()) {
+        let _ = writeln!(md, "\n{}", section.trim_end());
     }
     machine(&mut md, run, args);
     let _ = writeln!(md, "\n## Exact commands\n");
@@ -791,6 +799,7 @@ mod tests {
             results: PathBuf::new(),
             commands: PathBuf::new(),
             notes: None,
+            soak: None,
             banner: Some("busy machine".into()),
             elapsed_s: Some(61),
             out: None,
@@ -808,7 +817,7 @@ mod tests {
                    "errors": 0, "backlog_drain_ms": 10, "cpu_s": {"api": 9.0}}),
             json!({"scenario": "stream", "target": "longrun", "error": "boom"}),
         ]);
-        let md = render(&run, "longrun-bench initiate\n", "", &args());
+        let md = render(&run, "longrun-bench initiate\n", &[], &args());
         assert!(
             md.contains("| initiation p99 < 5 ms at 50 clients | 4.00 ms | 40.0 ms | 0.10 | met |"),
             "{md}"
@@ -828,7 +837,7 @@ mod tests {
 
     #[test]
     fn missing_measurements_say_so() {
-        let md = render(&Run(Vec::new()), "", "", &args());
+        let md = render(&Run(Vec::new()), "", &[], &args());
         assert!(md.contains("not measured"));
         assert!(!md.contains("met |"));
     }
