@@ -366,7 +366,7 @@ pub async fn wait_operation(
         }
         loop {
             let message = tokio::select! {
-                message = subscription.receiver.recv() => message,
+                message = subscription.recv() => message,
                 _ = tokio::time::sleep_until(deadline) => return Ok(resource_response(stored.operation)),
             };
             match message {
