@@ -345,7 +345,13 @@ impl Connection {
             outbox: self.outbox.clone(),
             source,
         };
-        let task = tokio::spawn(owner::follow_owner(self.gateway.clone(), owner, sink));
+        let since_ms = owner::unix_ms_now();
+        let task = tokio::spawn(owner::follow_owner(
+            self.gateway.clone(),
+            owner,
+            since_ms,
+            sink,
+        ));
         self.subscriptions
             .insert(OWNER_SELF.to_owned(), Subscription { source, task });
     }

@@ -34,6 +34,7 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use longrun_shared::auth::{Principal, Verifier};
 use longrun_shared::problem::{Code, PROBLEM_JSON, Problem};
 use longrun_shared::relay::Relay;
@@ -56,6 +57,11 @@ use crate::protocol::MAX_SOCKET_MESSAGE;
 const RELAY_CAPACITY: usize = 64;
 /// The socket's read buffer: client frames are small.
 const READ_BUFFER: usize = 4 * 1024;
+/// The kernel send buffer of each client socket (Linux doubles it). Left
+/// to autotuning it grows to megabytes, hiding a client that stopped
+/// reading (and holding that much memory for it); this bound is plenty for
+/// progress streams and lets the outbox see a slow client soon.
+const SEND_BUFFER: usize = 64 * 1024;
 /// How long closing connections get to say goodbye on shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -204,6 +210,12 @@ async fn upgrade(
         })
 }
 
+/// Small frames go out at once (no Nagle delay); the send buffer is bounded.
+fn tune_socket(tcp: &mut tokio::net::TcpStream) {
+    let _ = tcp.set_nodelay(true);
+    let _ = socket2::SockRef::from(&*tcp).set_send_buffer_size(SEND_BUFFER);
+}
+
 /// Serves the gateway on `listener` until `shutdown` resolves; then every
 /// connection is closed with 1001 so clients reconnect elsewhere.
 pub async fn run(
@@ -220,6 +232,7 @@ pub async fn run(
         shutdown.await;
         stopping.cancel();
     };
+    let listener = listener.tap_io(tune_socket);
     axum::serve(listener, app(gateway))
         .with_graceful_shutdown(signal)
         .await?;

@@ -10,9 +10,11 @@
 //! client that slow is better off reconnecting with `after_seq`.
 //!
 //! Live events are pushed (they must never wait for a slow client); log
-//! replays pull, waiting for room below the soft bound first
-//! ([`Outbox::wait_for_room`]), so a replay is never coalesced just because
-//! it is fast. Publishers only ever push here, so one slow connection never
+//! replays pull, waiting for the queue to be below half the soft bound
+//! first ([`Outbox::wait_for_room`]). So a replay is never coalesced just
+//! because it is fast, and when it hands over to live delivery the other
+//! half is free for the live events that piled up meanwhile: a client that
+//! keeps up is never coalesced on that switch either. Publishers only ever push here, so one slow connection never
 //! holds up another.
 
 use std::collections::{HashMap, VecDeque};
@@ -128,6 +130,8 @@ pub struct Outbox {
     reader: Notify,
     soft: usize,
     hard: usize,
+    /// Replays queue only below this many frames.
+    replay_mark: usize,
 }
 
 impl std::fmt::Debug for Outbox {
@@ -149,6 +153,7 @@ impl Outbox {
             reader: Notify::new(),
             soft,
             hard: hard.max(soft + 1),
+            replay_mark: (soft / 2).max(1),
         })
     }
 
@@ -194,8 +199,8 @@ impl Outbox {
         outcome
     }
 
-    /// Waits until the queue is below the soft bound (or the connection is
-    /// closing): where a replay waits before each frame it queues.
+    /// Waits until the queue is below half the soft bound (or the
+    /// connection is closing): where a replay waits before each frame it queues.
     pub async fn wait_for_room(&self) {
         loop {
             let notified = self.room.notified();
@@ -203,7 +208,7 @@ impl Outbox {
             notified.as_mut().enable();
             {
                 let queue = self.lock();
-                if queue.live < self.soft || queue.closed() {
+                if queue.live < self.replay_mark || queue.closed() {
                     return;
                 }
             }
@@ -286,7 +291,7 @@ impl Outbox {
                     queue.progress_slot.remove(&key);
                 }
             }
-            let has_room = queue.live + 1 == self.soft;
+            let has_room = queue.live + 1 == self.replay_mark;
             if queue.items.is_empty() && queue.items.capacity() > 64 {
                 // A burst is over: give its memory back.
                 queue.items = VecDeque::new();
@@ -427,15 +432,21 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_replay_waits_for_room_below_the_soft_bound() {
-        let outbox = Outbox::new(2, 10);
+    async fn a_replay_waits_for_room_below_half_the_soft_bound() {
+        let outbox = Outbox::new(4, 10);
         outbox.push(other("a", 1));
         outbox.push(other("a", 2));
+        outbox.push(other("a", 3));
         let waiting = outbox.wait_for_room();
         tokio::pin!(waiting);
         assert!(
             waiting.as_mut().now_or_never().is_none(),
             "full: the replay waits"
+        );
+        assert!(matches!(outbox.next().await, Next::Frame(_)));
+        assert!(
+            waiting.as_mut().now_or_never().is_none(),
+            "at half the soft bound: still waiting"
         );
         assert!(matches!(outbox.next().await, Next::Frame(_)));
         waiting.await;

@@ -10,6 +10,10 @@
 //! be its seq 1; if it is not, the earlier ones were missed and are read
 //! from the log.
 //!
+//! Root operations started between the client's frame and the moment the
+//! channel subscription took effect are found through the owner's index
+//! and sent from their start, so "from now on" has no hole.
+//!
 //! When the relay reconnected or this subscriber lagged, events of any
 //! operation may have been missed: every operation being followed is
 //! caught up from its log, and the owner's root operations created since
@@ -40,11 +44,12 @@ const RECOVERY_CONCURRENCY: usize = 16;
 /// Operations listed per page when looking for ones started meanwhile.
 const DISCOVERY_PAGE: usize = 200;
 
-/// Follows every operation of `owner` until the connection ends.
-pub async fn follow_owner(gateway: Gateway, owner: String, sink: Sink) {
+/// Follows every operation of `owner` created or changed from `since_ms`
+/// (ms since the epoch: when the client's frame was read) until the
+/// connection ends.
+pub async fn follow_owner(gateway: Gateway, owner: String, since_ms: u64, sink: Sink) {
     let _gauge = meter::SubscriptionGauge::open();
     let channel = gateway.store.keys().owner_channel(&owner);
-    let since_ms = unix_ms_now();
     let Ok(mut subscription) = gateway.relay.subscribe(&channel).await else {
         return;
     };
@@ -56,6 +61,11 @@ pub async fn follow_owner(gateway: Gateway, owner: String, sink: Sink) {
         cursors: HashMap::new(),
         finished: Finished::default(),
     };
+    // Operations started between the client's frame and the channel
+    // subscription: found in the index, sent from their start.
+    if !follower.catch_up_all().await {
+        return;
+    }
     loop {
         let open = match subscription.recv().await {
             Ok(Message::Payload(event)) => follower.on_live(&event).await,
@@ -126,6 +136,12 @@ impl OwnerFollower {
     /// and find the root operations started meanwhile.
     async fn recover(&mut self, reason: CatchUp) -> bool {
         meter::catch_up(reason);
+        self.catch_up_all().await
+    }
+
+    /// Catches up every followed operation and every root operation
+    /// started since the subscription began; `false` once closing.
+    async fn catch_up_all(&mut self) -> bool {
         let started = self.started_since().await;
         let mut pending: Vec<Cursor> = self.cursors.drain().map(|(_, cursor)| cursor).collect();
         let known: HashSet<Arc<str>> = pending.iter().map(|cursor| cursor.id.clone()).collect();
@@ -214,7 +230,8 @@ impl Finished {
     }
 }
 
-fn unix_ms_now() -> u64 {
+/// Now, in ms since the epoch.
+pub fn unix_ms_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_millis() as u64)

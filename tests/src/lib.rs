@@ -10,7 +10,9 @@
 //!   stop or signal a process.
 //! - [`WsClient`] speaks the WebSocket protocol frame by frame.
 
+pub mod gateway;
 pub mod process;
+pub mod stand_in;
 pub mod ws;
 
 use std::sync::OnceLock;
@@ -25,7 +27,9 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub use gateway::GatewayHandle;
 pub use process::ProcessGuard;
+pub use stand_in::StandIn;
 pub use ws::WsClient;
 
 /// The JWT secret every test platform uses.

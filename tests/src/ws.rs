@@ -41,6 +41,39 @@ impl WsClient {
         Ok(WsClient { socket })
     }
 
+    /// Connects with a tiny socket receive buffer, for a client that stops
+    /// reading: the server's writes back up after a few KiB instead of
+    /// disappearing into kernel buffers.
+    pub async fn connect_slow(
+        url: &str,
+    ) -> Result<WsClient, tokio_tungstenite::tungstenite::Error> {
+        let request = url.into_client_request()?;
+        let host = request.uri().host().unwrap_or("127.0.0.1").to_owned();
+        let port = request.uri().port_u16().unwrap_or(80);
+        let addr = tokio::net::lookup_host((host.as_str(), port))
+            .await?
+            .next()
+            .ok_or_else(|| std::io::Error::other("no address"))?;
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.set_recv_buffer_size(2048)?;
+        let stream = socket.connect(addr).await?;
+        let (socket, _) =
+            tokio_tungstenite::client_async(request, MaybeTlsStream::Plain(stream)).await?;
+        Ok(WsClient { socket })
+    }
+
+    /// Sends a binary message (which the protocol does not use).
+    pub async fn send_binary(&mut self, bytes: Vec<u8>) {
+        self.socket
+            .send(Message::binary(bytes))
+            .await
+            .expect("frame sent");
+    }
+
     pub async fn send(&mut self, frame: Value) {
         self.socket
             .send(Message::text(frame.to_string()))
@@ -117,6 +150,31 @@ impl WsClient {
                 Received::Frame(_) => continue,
                 Received::Closed(frame) => return frame.map(|f| u16::from(f.code)),
             }
+        }
+    }
+
+    /// The next frame of `type` (others skipped).
+    pub async fn next_of_type(&mut self, frame_type: &str) -> Value {
+        loop {
+            let frame = self.next_frame().await;
+            if frame["type"] == frame_type {
+                return frame;
+            }
+        }
+    }
+
+    /// Sends a ping and returns every frame received before its pong: the
+    /// server handles a connection's frames in order, so after the pong
+    /// everything sent before the ping was handled.
+    pub async fn until_pong(&mut self) -> Vec<Value> {
+        self.send(json!({"type": "ping"})).await;
+        let mut before = Vec::new();
+        loop {
+            let frame = self.next_frame().await;
+            if frame["type"] == "pong" {
+                return before;
+            }
+            before.push(frame);
         }
     }
 
