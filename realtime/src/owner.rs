@@ -28,7 +28,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use futures_util::StreamExt;
 use longrun_shared::Store;
 use longrun_shared::relay::Message;
-use longrun_shared::store::ListFilter;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::Gateway;
@@ -41,8 +40,8 @@ use crate::meter::{self, CatchUp};
 const FINISHED_REMEMBERED: usize = 4_096;
 /// Operations caught up at once after a reconnect.
 const RECOVERY_CONCURRENCY: usize = 16;
-/// Operations listed per page when looking for ones started meanwhile.
-const DISCOVERY_PAGE: usize = 200;
+/// Most root operations looked for after a reconnect (the newest).
+const DISCOVERY_LIMIT: usize = 10_000;
 
 /// Follows every operation of `owner` created or changed from `since_ms`
 /// (ms since the epoch: when the client's frame was read) until the
@@ -169,38 +168,31 @@ impl OwnerFollower {
     }
 
     /// Ids of the owner's root operations created since the subscription
-    /// started (newest first, from the owner's index).
+    /// started: the owner's index holds them by id, and a UUIDv7 id sorts
+    /// by creation time, so one range read from the newest down to the
+    /// first id of `since_ms` finds them.
     async fn started_since(&self) -> Vec<Arc<str>> {
-        let mut found = Vec::new();
-        let mut before: Option<String> = None;
+        let index = self.store.keys().owner_index(&self.owner);
+        let lowest = format!("[{}", id_prefix(self.since_ms));
         let mut failures = 0;
         loop {
-            let page = self
-                .store
-                .list(
-                    Some(&self.owner),
-                    before.as_deref(),
-                    DISCOVERY_PAGE,
-                    &ListFilter::default(),
-                )
+            let found: redis::RedisResult<Vec<String>> = redis::cmd("ZRANGE")
+                .arg(&index)
+                .arg("+")
+                .arg(&lowest)
+                .arg("BYLEX")
+                .arg("REV")
+                .arg("LIMIT")
+                .arg(0)
+                .arg(DISCOVERY_LIMIT)
+                .query_async(&mut self.store.conn())
                 .await;
-            let (operations, next) = match page {
-                Ok(page) => page,
+            match found {
+                Ok(ids) => return ids.iter().map(|id| Arc::from(id.as_str())).collect(),
                 Err(err) => {
                     failures += 1;
-                    pause(failures, &self.owner, &err).await;
-                    continue;
+                    pause(failures, &self.owner, &err.into()).await;
                 }
-            };
-            for operation in &operations {
-                if !created_after(&operation.id, self.since_ms) {
-                    return found;
-                }
-                found.push(Arc::from(operation.id.as_str()));
-            }
-            match next {
-                Some(cursor) => before = Some(cursor),
-                None => return found,
             }
         }
     }
@@ -243,6 +235,12 @@ fn created_ms(id: &str) -> Option<u64> {
     u64::from_str_radix(&hex, 16).ok()
 }
 
+/// The first 13 characters of any UUIDv7 created at `ms` (`xxxxxxxx-xxxx`).
+fn id_prefix(ms: u64) -> String {
+    let hex = format!("{:012x}", ms & 0xffff_ffff_ffff);
+    format!("{}-{}", &hex[..8], &hex[8..])
+}
+
 /// True when the id says it was created at or after `since_ms`.
 fn created_after(id: &str, since_ms: u64) -> bool {
     created_ms(id).is_some_and(|created| created >= since_ms)
@@ -264,6 +262,8 @@ mod tests {
         assert!(created_after(&id, created));
         assert!(!created_after(&id, created + 1));
         assert!(!created_after("nonsense", 0));
+        assert!(id.as_str() >= id_prefix(created).as_str());
+        assert!(id.as_str() < id_prefix(created + 1).as_str());
     }
 
     #[test]

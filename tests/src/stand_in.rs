@@ -92,7 +92,7 @@ impl StandIn {
             .retrying(|| self.store.complete(&self.job, result, None))
             .await;
         assert_eq!(outcome.word, "ok", "completion was fenced");
-        let _ = self.store.ack(&[self.job.entry.entry_id.clone()]).await;
+        let _ = self.store.ack(std::slice::from_ref(&self.job.entry.entry_id)).await;
     }
 
     /// Emits `count` progress events as fast as Redis takes them, then

@@ -3,7 +3,9 @@
 //! be killed or signalled). One test binary, one module per area.
 
 mod foundation;
+mod realtime_auth;
 mod realtime_delivery;
+mod realtime_resilience;
 
 /// The `longrun` program under test, built by cargo before this binary.
 pub const LONGRUN: &str = env!("CARGO_BIN_EXE_longrun-e2e");

@@ -1,0 +1,224 @@
+//! The delivery guarantee across failures: a gateway killed or restarted
+//! mid-stream (clients reconnect with their last seq) and a Redis restart
+//! (the gateway re-reads each subscription's log).
+
+use std::time::Duration;
+
+use longrun_client::Client;
+use longrun_shared::redis_server::{RedisOptions, RedisServer, free_port};
+use longrun_tests::ws::{Received, seqs};
+use longrun_tests::{GatewayHandle, Platform, ProcessGuard, StandIn, WsClient, eventually, token};
+use serde_json::{Value, json};
+use tokio::task::JoinHandle;
+
+use crate::LONGRUN;
+use crate::realtime_delivery::{contiguous, queued};
+
+/// Emits `count` progress events at a steady pace, then completes.
+fn emit(worker: StandIn, count: u64) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        for step in 1..=count {
+            worker
+                .progress(step as f64 * 100.0 / count as f64, &json!({"step": step}))
+                .await;
+            if step % 10 == 0 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        worker.complete(&json!({"steps": count})).await;
+    })
+}
+
+/// Reads event frames of `id` into `events` until `enough` of them, the
+/// terminal one, or the connection drops. True when the terminal one came.
+async fn read_events(ws: &mut WsClient, id: &str, events: &mut Vec<Value>, enough: usize) -> bool {
+    while events.len() < enough {
+        match ws.receive(Duration::from_secs(15)).await {
+            Received::Frame(frame) => {
+                if frame["type"] == "event" && frame["operation_id"] == id {
+                    let terminal = frame["event"] == "succeeded";
+                    events.push(frame);
+                    if terminal {
+                        return true;
+                    }
+                }
+            }
+            Received::Closed(_) => return false,
+        }
+    }
+    false
+}
+
+/// Connects to `ws_url` as soon as a gateway answers there again.
+async fn reconnect(ws_url: &str, sub: &str) -> WsClient {
+    let url = format!("{ws_url}/v1/ws?access_token={}", token(sub));
+    eventually(Duration::from_secs(20), "the gateway to answer", || async {
+        WsClient::connect(&url).await.ok()
+    })
+    .await
+}
+
+/// Follows `id` with the Rust client, which reconnects by itself.
+fn watch(client: Client, id: String) -> JoinHandle<Vec<u64>> {
+    tokio::spawn(async move {
+        let mut watch = client.watch(&id, Some(0));
+        let mut seen = Vec::new();
+        while let Some(event) = watch.next().await.expect("the watch resumes") {
+            seen.push(event.seq);
+        }
+        seen
+    })
+}
+
+fn spawn_gateway(platform: &Platform, port: u16) -> ProcessGuard {
+    let mut env = platform.env();
+    env.push(("LONGRUN_WS_ADDR".into(), format!("127.0.0.1:{port}")));
+    ProcessGuard::spawn(LONGRUN, &env, &["realtime"])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_gateway_is_resumed_by_reconnecting_with_the_last_seq() {
+    let platform = Platform::builder()
+        .workers(0)
+        .without_realtime()
+        .start()
+        .await;
+    let port = free_port().expect("a free port");
+    let ws_url = format!("ws://127.0.0.1:{port}");
+    let mut gateway = spawn_gateway(&platform, port);
+    let client = Client::new(&platform.api_url, &ws_url, &token("kill"));
+    let op = queued(&client).await;
+    let worker = StandIn::claim(&platform.store, &op.id).await;
+
+    let mut ws = reconnect(&ws_url, "kill").await;
+    ws.subscribe(&op.id, Some(0)).await;
+    let watched = watch(client.clone(), op.id.clone());
+    let emitting = emit(worker, 400);
+    let mut events = Vec::new();
+    assert!(!read_events(&mut ws, &op.id, &mut events, 60).await);
+
+    gateway.signal("KILL");
+    let _ = gateway.wait_exit(Duration::from_secs(10)).await;
+    // Whatever was in flight is lost with the process; the client notices.
+    read_events(&mut ws, &op.id, &mut events, usize::MAX).await;
+    let _restarted = spawn_gateway(&platform, port);
+    let mut finished = false;
+    while !finished {
+        let last = seqs(&events).last().copied().unwrap_or(0);
+        let mut again = reconnect(&ws_url, "kill").await;
+        again.subscribe(&op.id, Some(last)).await;
+        finished = read_events(&mut again, &op.id, &mut events, usize::MAX).await;
+    }
+    emitting.await.expect("the stand-in ran");
+    let done = client.get(&op.id).await.expect("read");
+    assert_eq!(
+        seqs(&events),
+        contiguous(1, done.seq),
+        "the union is exactly 1..n"
+    );
+    let watched = watched.await.expect("the watch ended");
+    assert_eq!(
+        watched,
+        contiguous(1, done.seq),
+        "Client::watch resumed by itself"
+    );
+    platform.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_shutdown_closes_with_1001_and_clients_resume_on_its_restart() {
+    let platform = Platform::builder()
+        .workers(0)
+        .without_realtime()
+        .start()
+        .await;
+    let mut gateway = GatewayHandle::start(&platform.config).await;
+    let client = Client::new(&platform.api_url, &gateway.url(), &token("restart"));
+    let op = queued(&client).await;
+    let worker = StandIn::claim(&platform.store, &op.id).await;
+
+    let mut ws = reconnect(&gateway.url(), "restart").await;
+    ws.subscribe(&op.id, Some(0)).await;
+    let watched = watch(client.clone(), op.id.clone());
+    let emitting = emit(worker, 300);
+    let mut events = Vec::new();
+    assert!(!read_events(&mut ws, &op.id, &mut events, 40).await);
+
+    gateway.stop().await;
+    assert_eq!(
+        ws.close_code(Duration::from_secs(10)).await,
+        Some(1001),
+        "told to reconnect elsewhere"
+    );
+    gateway.start_again().await;
+    let last = seqs(&events).last().copied().unwrap_or(0);
+    let mut again = reconnect(&gateway.url(), "restart").await;
+    again.subscribe(&op.id, Some(last)).await;
+    assert!(read_events(&mut again, &op.id, &mut events, usize::MAX).await);
+    emitting.await.expect("the stand-in ran");
+    let done = client.get(&op.id).await.expect("read");
+    assert_eq!(
+        seqs(&events),
+        contiguous(1, done.seq),
+        "the union is exactly 1..n"
+    );
+    assert_eq!(
+        watched.await.expect("the watch ended"),
+        contiguous(1, done.seq),
+        "Client::watch resumed by itself"
+    );
+    gateway.stop().await;
+    platform.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_restart_mid_stream_loses_and_repeats_nothing() {
+    let mut redis = RedisServer::start(RedisOptions {
+        append_only: true,
+        ..RedisOptions::default()
+    })
+    .expect("redis starts");
+    let platform = Platform::builder_on(&redis.url()).workers(0).start().await;
+    let client = platform.client("aof");
+
+    // Subscribed to everything of the owner before the operation exists.
+    let mut everything = platform.ws("aof").await;
+    everything
+        .send(json!({"type": "subscribe", "owner": "self"}))
+        .await;
+    assert!(everything.until_pong().await.is_empty());
+    let op = queued(&client).await;
+    let worker = StandIn::claim(&platform.store, &op.id).await;
+    let mut replaying = platform.ws("aof").await;
+    replaying.subscribe(&op.id, Some(0)).await;
+    let mut current = platform.ws("aof").await;
+    current.subscribe(&op.id, None).await;
+    let subscribed = current.next_of_type("subscribed").await;
+    let from = subscribed["operation"]["seq"].as_u64().expect("seq");
+
+    let emitting = emit(worker, 300);
+    let mut events = Vec::new();
+    assert!(!read_events(&mut replaying, &op.id, &mut events, 60).await);
+    tokio::task::block_in_place(|| redis.restart()).expect("redis restarts");
+
+    assert!(read_events(&mut replaying, &op.id, &mut events, usize::MAX).await);
+    let mut live = Vec::new();
+    assert!(read_events(&mut current, &op.id, &mut live, usize::MAX).await);
+    let mut owned = Vec::new();
+    assert!(read_events(&mut everything, &op.id, &mut owned, usize::MAX).await);
+    emitting.await.expect("the stand-in ran");
+    // The api's first request after the restart may still answer 503.
+    let done = eventually(Duration::from_secs(10), "the api to read again", || async {
+        client.get(&op.id).await.ok()
+    })
+    .await;
+    assert!(done.done);
+    assert_eq!(seqs(&events), contiguous(1, done.seq), "after_seq=0");
+    assert_eq!(
+        seqs(&live),
+        contiguous(from + 1, done.seq),
+        "from the current resource"
+    );
+    assert_eq!(seqs(&owned), contiguous(1, done.seq), "owner: self");
+    platform.stop().await;
+}
