@@ -1,6 +1,7 @@
 -- claim.lua: a worker takes a queue entry.
 -- ARGV[5] id  [6] entry generation  [7] worker id  [8] lease ms  [9] stream entry id
--- Returns {word, attempt, kind, input, opts, timeout_ms, deadline, state, max_attempts, request_id, lists…}
+-- Returns outcome(word, attempt, kind, input, opts, timeout_ms, deadline, state,
+--   max_attempts, request_id, policy, ms left until the deadline (-1: none)).
 -- word: run (a new attempt), resume (a parent whose children are done),
 -- park (a parent still waiting), busy (someone else holds a live lease),
 -- drop (terminal, deleted, stale or just failed: acknowledge the entry).
@@ -11,12 +12,15 @@ local f = redis.call('HMGET', k, 'status', 'gen', 'attempt', 'max_attempts', 'le
 local st = f[1]
 local function reply(word)
   if word ~= 'run' and word ~= 'resume' then
-    return outcome(word, '', '', '', '', '', '', '', '', '')
+    return outcome(word, '', '', '', '', '', '', '', '', '', '', '')
   end
   local d = redis.call('HMGET', k, 'attempt', 'kind', 'input', 'opts', 'timeout_ms', 'deadline',
-    'state', 'max_attempts', 'request_id')
-  for i = 1, 9 do d[i] = d[i] or '' end
-  return outcome(word, d[1], d[2], d[3], d[4], d[5], d[6], d[7], d[8], d[9])
+    'state', 'max_attempts', 'request_id', 'policy')
+  for i = 1, 10 do d[i] = d[i] or '' end
+  local left = -1
+  local deadline = tonumber(d[6]) or 0
+  if deadline > 0 then left = math.max(0, deadline - NOW_MS) end
+  return outcome(word, d[1], d[2], d[3], d[4], d[5], d[6], d[7], d[8], d[9], d[10], int(left))
 end
 if not st or TERMINAL[st] or f[2] ~= ARGV[6] then return reply('drop') end
 local deadline = tonumber(f[7]) or 0
@@ -52,5 +56,5 @@ redis.call('HSET', k, 'status', 'running', 'attempt', attempt, 'lease_until', le
   'worker', ARGV[7], 'entry', ARGV[9], 'pct', 0)
 if redis.call('HGET', k, 'started_at') == false then redis.call('HSET', k, 'started_at', NOW_ISO) end
 count_move(f[8], 'queued', 'running')
-emit(id, 'started', '{"attempt":' .. int(attempt) .. '}')
+emit(id, 'started', cjson.encode({ attempt = attempt, worker = ARGV[7] }))
 return reply('run')

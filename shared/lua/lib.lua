@@ -28,6 +28,12 @@ local SIGNALS = {}
 local EXPIRE_KEYS = {}
 -- parents whose children are all done and whose handler wants to resume.
 local READY_PARENTS = {}
+-- root operations that became terminal, as id, owner pairs: the caller
+-- schedules their list-index entries for removal once they expire.
+local FINISHED_ROOTS = {}
+-- queue entries of parked parents that became terminal: nobody holds them,
+-- so the caller acknowledges them.
+local ACKS = {}
 
 local function k_op(id) return P .. ':{' .. ROOT .. '}:op:' .. id end
 local function k_ev(id) return P .. ':{' .. ROOT .. '}:ev:' .. id end
@@ -72,15 +78,19 @@ end
 -- Sets a terminal status with its event; no parent accounting.
 local function mark_terminal(id, status, field, value, data)
   local k = k_op(id)
+  local parked = redis.call('HMGET', k, 'waiting', 'entry')
+  if parked[1] == '1' and parked[2] and parked[2] ~= '' then table.insert(ACKS, parked[2]) end
   if field then redis.call('HSET', k, field, value) end
   redis.call('HSET', k, 'status', status, 'finished_at', NOW_ISO, 'waiting', '0', 'resume_pending', '0')
   emit(id, status, data)
   expire_node(id)
-  local f = redis.call('HMGET', k, 'parent', 'idem')
+  local f = redis.call('HMGET', k, 'parent', 'idem', 'owner')
   if f[1] and f[1] ~= '' then
     table.insert(EXPIRE_KEYS, P .. ':{' .. id .. '}:root')
-  elseif f[2] and f[2] ~= '' then
-    table.insert(EXPIRE_KEYS, f[2])
+  else
+    if f[2] and f[2] ~= '' then table.insert(EXPIRE_KEYS, f[2]) end
+    table.insert(FINISHED_ROOTS, id)
+    table.insert(FINISHED_ROOTS, f[3] or '')
   end
 end
 
@@ -152,28 +162,66 @@ local function settle_parent(id)
   return 'finished'
 end
 
+-- Adds the numeric `totals` of a succeeded child's result into the
+-- parent's running totals (partial results of a split job). Returns the
+-- totals table, or nil when the parent keeps none.
+local function add_child_totals(pk, child)
+  local raw = redis.call('HGET', pk, 'totals')
+  local totals = nil
+  if raw and raw ~= '' then totals = cjson.decode(raw) end
+  local result = redis.call('HGET', k_op(child), 'result')
+  if result and string.find(result, '"totals"', 1, true) then
+    local ok, decoded = pcall(cjson.decode, result)
+    if ok and type(decoded) == 'table' and type(decoded.totals) == 'table' then
+      totals = totals or {}
+      for name, value in pairs(decoded.totals) do
+        if type(value) == 'number' and type(name) == 'string' then
+          totals[name] = (tonumber(totals[name]) or 0) + value
+        end
+      end
+      redis.call('HSET', pk, 'totals', cjson.encode(totals))
+    end
+  end
+  return totals
+end
+
+-- A parent's progress follows its children: written when the percent
+-- grows, a child did not succeed, or 50 ms passed since the last write
+-- (so a parent of many fast children is not flooded with events).
+local CHILD_PROGRESS_INTERVAL_MS = 50
+
 -- Accounts for a child that left status `prev` for `status` (terminal).
 child_done = function(parent, child, prev, status)
   local pk = k_op(parent)
   count_move(parent, prev, status)
-  local f = redis.call('HMGET', pk, 'status', 'policy', 'pct')
+  local f = redis.call('HMGET', pk, 'status', 'policy', 'pct', 'child_progress_at')
   if not f[1] or TERMINAL[f[1]] then return end
-  local c = child_counts(pk)
   if status ~= 'succeeded' and f[2] == 'fail_fast' then
     local err = json_error('child_failed', 'child ' .. child .. ' ' .. status, false)
     finish(parent, 'failed', 'error', err, '{"error":' .. err .. '}', true)
     return
   end
+  local totals = nil
+  if status == 'succeeded' then totals = add_child_totals(pk, child) end
+  local c = child_counts(pk)
   local done = c.succeeded + c.failed + c.cancelled
   local pct = 0
   if c.total > 0 then pct = math.floor(done * 100 / c.total) end
-  if pct > (tonumber(f[3]) or 0) or status ~= 'succeeded' then
+  local stale = NOW_MS - (tonumber(f[4]) or 0) >= CHILD_PROGRESS_INTERVAL_MS
+  if pct > (tonumber(f[3]) or 0) or status ~= 'succeeded' or stale or done == c.total then
+    local data = { children = c }
+    if totals == nil then
+      local raw = redis.call('HGET', pk, 'totals')
+      if raw and raw ~= '' then totals = cjson.decode(raw) end
+    end
+    if totals ~= nil then data.totals = totals end
     local progress = cjson.encode({
-      percent = pct,
+      percent = math.max(pct, tonumber(f[3]) or 0),
       message = int(done) .. '/' .. int(c.total) .. ' children done',
-      data = { children = c },
+      data = data,
     })
-    redis.call('HSET', pk, 'progress', progress, 'pct', pct)
+    redis.call('HSET', pk, 'progress', progress, 'pct', math.max(pct, tonumber(f[3]) or 0),
+      'child_progress_at', int(NOW_MS))
     emit(parent, 'progress', progress)
   end
   settle_parent(parent)
@@ -186,8 +234,9 @@ local function holds_claim(k, attempt)
 end
 
 -- What every transition returns after its own status word: the ids to
--- signal, the keys to expire and the ready parents, each list prefixed
--- with its length.
+-- signal, the keys to expire, the ready parents, the finished roots and
+-- the queue entries to acknowledge, each list prefixed with its number of
+-- items.
 local function outcome(word, ...)
   local out = { word }
   for _, v in ipairs({ ... }) do table.insert(out, v) end
@@ -203,5 +252,9 @@ local function outcome(word, ...)
     table.insert(out, v)
     table.insert(out, redis.call('HGET', k_op(v), 'entry') or '')
   end
+  table.insert(out, #FINISHED_ROOTS / 2)
+  for _, v in ipairs(FINISHED_ROOTS) do table.insert(out, v) end
+  table.insert(out, #ACKS)
+  for _, v in ipairs(ACKS) do table.insert(out, v) end
   return out
 end

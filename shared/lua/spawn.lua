@@ -4,7 +4,8 @@
 -- [14 .. 13+n] child ids  [14+n .. 13+2n] child inputs
 -- Idempotent per batch number: a re-run of the parent's handler gets the
 -- children the first run created, and re-enqueues those never claimed.
--- Returns outcome(word, "id1 gen1 id2 gen2 …") with word ok | fenced.
+-- Returns outcome(word, "id1 gen1 id2 gen2 …"): ok (created: the given
+-- ids), again (the batch existed: the children to requeue) or fenced.
 local parent = ARGV[5]
 local pk = KEYS[1]
 if not holds_claim(pk, ARGV[6]) then return outcome('fenced', '') end
@@ -22,7 +23,7 @@ if existing then
       table.insert(enqueue, int(redis.call('HINCRBY', ck, 'gen', 1)))
     end
   end
-  return outcome('ok', table.concat(enqueue, ' '))
+  return outcome('again', table.concat(enqueue, ' '))
 end
 local pf = redis.call('HMGET', pk, 'owner', 'request_id')
 local first = redis.call('LLEN', k_kids(parent))

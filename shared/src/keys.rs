@@ -18,6 +18,8 @@
 //! | `P:{OWNER}:idem:KEY` | string | the operation an `Idempotency-Key` started |
 //! | `P:{q0}:ready` | stream | the work queue, read by the consumer group `workers` |
 //! | `P:{q0}:delayed` | sorted set | retries waiting for their backoff, by due time |
+//! | `P:{q0}:deadlines` | sorted set | root operations with an overall deadline (`id\|root`), by deadline |
+//! | `P:{q0}:expiring` | sorted set | finished roots (`ID` + `OWNER`), by the time their list-index entries go |
 //! | `P:cancel` | channel | ids of running operations that were cancelled |
 //!
 //! `P` is the configured prefix (`LONGRUN_REDIS_PREFIX`, default `lr`).
@@ -86,6 +88,17 @@ impl Keys {
         format!("{}:{{q{shard}}}:delayed", self.prefix)
     }
 
+    /// Operations with an overall deadline, scored by it (ms since the epoch).
+    pub fn deadlines(&self, shard: u32) -> String {
+        format!("{}:{{q{shard}}}:deadlines", self.prefix)
+    }
+
+    /// Finished root operations whose list-index entries must go once they
+    /// expire, scored by that time (ms since the epoch).
+    pub fn expiring(&self, shard: u32) -> String {
+        format!("{}:{{q{shard}}}:expiring", self.prefix)
+    }
+
     pub fn cancel_channel(&self) -> String {
         format!("{}:cancel", self.prefix)
     }
@@ -125,5 +138,7 @@ mod tests {
     fn queue_keys_of_one_shard_share_a_slot() {
         let keys = Keys::new("lr");
         assert_eq!(hash_tag(&keys.ready(3)), hash_tag(&keys.delayed(3)));
+        assert_eq!(hash_tag(&keys.ready(3)), hash_tag(&keys.deadlines(3)));
+        assert_eq!(hash_tag(&keys.ready(3)), hash_tag(&keys.expiring(3)));
     }
 }

@@ -125,10 +125,22 @@ pub const DEMO_SLEEP: &str = "demo.sleep";
 pub const DEMO_FANOUT: &str = "demo.fanout";
 pub const DATA_IMPORT: &str = "data.import";
 pub const CALC_PRIMES: &str = "calc.primes";
+pub const DATA_IMPORT_BATCH: &str = "data.import_batch";
 
 /// The kinds every longrun worker runs.
 pub fn builtin() -> Vec<KindSpec> {
-    vec![demo_sleep(), demo_fanout(), data_import(), calc_primes()]
+    vec![
+        demo_sleep(),
+        demo_fanout(),
+        data_import(),
+        data_import_batch(),
+        calc_primes(),
+    ]
+}
+
+/// The built-in spec of `kind`.
+pub fn builtin_spec(kind: &str) -> Option<KindSpec> {
+    builtin().into_iter().find(|spec| spec.kind == kind)
 }
 
 fn demo_sleep() -> KindSpec {
@@ -166,7 +178,10 @@ fn demo_fanout() -> KindSpec {
     KindSpec {
         kind: DEMO_FANOUT.into(),
         description: "Starts `children` demo.sleep children and follows them; succeeds when all \
-                      succeed, fails after they all finish when any failed (see failure_policy)."
+                      succeed, fails after they all finish when any failed (see failure_policy). \
+                      With `child_kind` demo.fanout and `child_input`/`child_inputs` its children \
+                      are fan-outs themselves, for trees of any depth; children inherit the \
+                      parent's failure policy."
             .into(),
         input_schema: json!({
             "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -178,11 +193,17 @@ fn demo_fanout() -> KindSpec {
                 "child_steps": {"type": "integer", "minimum": 1, "maximum": 10_000, "default": 1},
                 "fail_children": {"type": "array", "maxItems": 100_000, "default": [],
                                   "items": {"type": "integer", "minimum": 0},
-                                  "description": "indices of children that fail every attempt"}
+                                  "description": "indices of demo.sleep children that fail every attempt"},
+                "child_kind": {"enum": ["demo.sleep", "demo.fanout"], "default": "demo.sleep",
+                               "description": "the kind of the children"},
+                "child_input": {"type": "object",
+                                "description": "the input of every child (default: built from child_duration_ms, child_steps and fail_children)"},
+                "child_inputs": {"type": "array", "maxItems": 100_000, "items": {"type": "object"},
+                                 "description": "one input per child; their number is the number of children"}
             }
         }),
         defaults: KindDefaults {
-            max_attempts: 1,
+            max_attempts: 3,
             timeout_ms: 0,
             backoff: Backoff::default(),
         },
@@ -239,12 +260,49 @@ fn data_import() -> KindSpec {
     }
 }
 
+fn data_import_batch() -> KindSpec {
+    KindSpec {
+        kind: DATA_IMPORT_BATCH.into(),
+        description: "One batch of a data.import (which starts these as its children): validates \
+                      the CSV rows of `csv`, or of bytes `offset`..`end` of `path` under the data \
+                      directory, whose fields `positions` map to `columns`; writes the valid rows \
+                      as JSON Lines to `output` when set. Result: `totals` (rows, valid, invalid) \
+                      and the invalid rows with their line numbers and reasons."
+            .into(),
+        input_schema: json!({
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["columns", "positions"],
+            "properties": {
+                "csv": {"type": "string"},
+                "path": {"type": "string", "minLength": 1, "maxLength": 1024},
+                "offset": {"type": "integer", "minimum": 0, "default": 0},
+                "end": {"type": "integer", "minimum": 0},
+                "first_line": {"type": "integer", "minimum": 1, "default": 1,
+                               "description": "line number of the first row in the whole file"},
+                "delimiter": {"type": "string", "minLength": 1, "maxLength": 1, "default": ","},
+                "columns": {"type": "array", "minItems": 1, "maxItems": 1000, "items": {"type": "object"}},
+                "positions": {"type": "array", "maxItems": 1000, "items": {"type": "integer", "minimum": 0}},
+                "output": {"type": "string", "minLength": 1, "maxLength": 1100},
+                "max_invalid_rows": {"type": "integer", "minimum": 0, "maximum": 100_000, "default": 1000}
+            },
+            "oneOf": [{"required": ["csv"]}, {"required": ["path"]}]
+        }),
+        defaults: KindDefaults {
+            max_attempts: 3,
+            timeout_ms: 0,
+            backoff: Backoff::default(),
+        },
+    }
+}
+
 fn calc_primes() -> KindSpec {
     KindSpec {
         kind: CALC_PRIMES.into(),
-        description: "Counts the primes below `limit` with a segmented sieve on the worker's \
-                      blocking thread pool, split into `segments` child jobs when above 1; \
-                      progress data carries the partial count."
+        description: "Counts the primes from `from` (default 2) up to but excluding `limit` \
+                      with a segmented sieve on the worker's blocking thread pool, split into \
+                      `segments` child jobs when above 1; progress data carries the partial count."
             .into(),
         input_schema: json!({
             "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -253,6 +311,8 @@ fn calc_primes() -> KindSpec {
             "required": ["limit"],
             "properties": {
                 "limit": {"type": "integer", "minimum": 2, "maximum": 100_000_000_000u64},
+                "from": {"type": "integer", "minimum": 0, "maximum": 100_000_000_000u64, "default": 2,
+                         "description": "the first number to look at"},
                 "segments": {"type": "integer", "minimum": 1, "maximum": 10_000, "default": 1,
                              "description": "child jobs to split the range into"}
             }

@@ -9,10 +9,25 @@
 //! - [`ProcessGuard`] runs the real `longrun` binary for tests that kill,
 //!   stop or signal a process.
 //! - [`WsClient`] speaks the WebSocket protocol frame by frame.
+//! - [`tree`] reads whole event logs and operation trees for assertions.
+//! - [`http::Api`] sends raw HTTP, for exact statuses, headers and problems.
 
+//! - [`cli`] reads a running `longrun` command line by line and runs a
+//!   gateway process that can be stopped, killed and restarted on its port;
+//!   [`terminal`] runs `longrun` in a pseudo-terminal and reads the screen.
+//! - [`GatewayHandle`] runs a gateway in the test's runtime that can be
+//!   stopped and started again on the same port; [`StandIn`] claims an
+//!   operation and drives it through the real transition scripts at
+//!   whatever pace a test needs (the real worker coalesces progress).
+
+pub mod cli;
+pub mod cluster;
 pub mod gateway;
+pub mod http;
 pub mod process;
 pub mod stand_in;
+pub mod terminal;
+pub mod tree;
 pub mod ws;
 
 use std::sync::OnceLock;
@@ -216,6 +231,11 @@ impl Platform {
         Client::new(&self.api_url, &self.ws_url, &token(sub))
     }
 
+    /// Raw HTTP against this platform's api.
+    pub fn api(&self) -> http::Api {
+        http::Api::new(&self.api_url)
+    }
+
     /// A client with the admin role.
     pub fn admin(&self, sub: &str) -> Client {
         Client::new(
@@ -262,6 +282,18 @@ impl Platform {
             ("LONGRUN_WS_URL".into(), self.ws_url.clone()),
             ("RUST_LOG".into(), "warn".into()),
         ]
+    }
+
+    /// Environment for a `longrun worker` process joining this platform.
+    pub fn worker_env(&self, id: &str, concurrency: usize) -> Vec<(String, String)> {
+        let mut env = self.env();
+        env.push(("LONGRUN_WORKER_ID".into(), id.into()));
+        env.push(("LONGRUN_WORKER_CONCURRENCY".into(), concurrency.to_string()));
+        env.push((
+            "LONGRUN_RETENTION_S".into(),
+            self.config.retention.as_secs().to_string(),
+        ));
+        env
     }
 
     /// Stops every service and waits for them.

@@ -42,6 +42,7 @@ pub async fn run(bin: Binary, env: &[(String, String)], args: &[&str]) -> Output
 /// A child process killed when dropped.
 pub struct ProcessGuard {
     pub child: Child,
+    log: Option<std::sync::Arc<std::sync::Mutex<String>>>,
 }
 
 impl ProcessGuard {
@@ -54,7 +55,50 @@ impl ProcessGuard {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("longrun starts");
-        ProcessGuard { child }
+        ProcessGuard { child, log: None }
+    }
+
+    /// Starts `longrun ARGS` in the background, keeping what it writes to
+    /// stderr (its log) for [`log`](Self::log).
+    pub fn spawn_logged(bin: Binary, env: &[(String, String)], args: &[&str]) -> ProcessGuard {
+        let mut child = longrun(bin, env)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("longrun starts");
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        if let Some(stderr) = child.stderr.take() {
+            let sink = log.clone();
+            std::thread::spawn(move || {
+                use std::io::BufRead;
+                for line in std::io::BufReader::new(stderr).lines() {
+                    let Ok(line) = line else { break };
+                    let mut log = sink
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    log.push_str(&line);
+                    log.push('\n');
+                }
+            });
+        }
+        ProcessGuard {
+            child,
+            log: Some(log),
+        }
+    }
+
+    /// What the process wrote to stderr so far (with [`spawn_logged`](Self::spawn_logged)).
+    pub fn log(&self) -> String {
+        self.log
+            .as_ref()
+            .map(|log| {
+                log.lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .clone()
+            })
+            .unwrap_or_default()
     }
 
     pub fn pid(&self) -> u32 {

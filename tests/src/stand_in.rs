@@ -63,7 +63,7 @@ impl StandIn {
             .await
             .expect("claim runs");
         match claims.into_iter().next() {
-            Some(Ok(Claim::Run(job))) => StandIn {
+            Some(Ok((Claim::Run(job), _))) => StandIn {
                 store: store.clone(),
                 job,
             },

@@ -3,13 +3,14 @@
 //!
 //! Progress is cheap to report: `progress` only stores the latest report and
 //! wakes a per-job flusher that writes at most one report per
-//! [`PROGRESS_INTERVAL`]; the last report is never dropped (a pending one is
-//! written together with the result). The percent never decreases within
-//! one attempt.
+//! [`PROGRESS_INTERVAL`] (each 10 ms after it was made at the earliest);
+//! the last report is never dropped (a pending one is written together with
+//! the result). The percent never decreases within one attempt.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use longrun_shared::Store;
 use longrun_shared::kinds::FailurePolicy;
@@ -24,6 +25,10 @@ use crate::handler::{JobError, Registry};
 
 /// At most one progress write per operation per this interval.
 pub const PROGRESS_INTERVAL: Duration = Duration::from_millis(50);
+
+/// A report waits this long before it is written, so a job that ends right
+/// after reporting sends it with its result, not in a round trip of its own.
+const WRITE_DELAY: Duration = Duration::from_millis(10);
 
 /// Children per spawn script call.
 const SPAWN_BATCH: usize = 1_000;
@@ -51,6 +56,8 @@ struct Inner {
     wake: Notify,
     batches: AtomicU64,
     reason: std::sync::Mutex<Option<String>>,
+    claimed_at: Instant,
+    data_dir: Option<PathBuf>,
 }
 
 /// The handle a handler uses while it runs. Cheap to clone.
@@ -69,7 +76,12 @@ impl std::fmt::Debug for JobContext {
 }
 
 impl JobContext {
-    pub(crate) fn new(store: Store, registry: Arc<Registry>, job: ClaimedJob) -> Self {
+    pub(crate) fn new(
+        store: Store,
+        registry: Arc<Registry>,
+        job: ClaimedJob,
+        data_dir: Option<PathBuf>,
+    ) -> Self {
         JobContext {
             inner: Arc::new(Inner {
                 store,
@@ -80,6 +92,8 @@ impl JobContext {
                 wake: Notify::new(),
                 batches: AtomicU64::new(0),
                 reason: std::sync::Mutex::new(None),
+                claimed_at: Instant::now(),
+                data_dir,
             }),
         }
     }
@@ -101,6 +115,24 @@ impl JobContext {
     /// The request id of the HTTP call that started the operation (or its root).
     pub fn request_id(&self) -> &str {
         &self.inner.job.request_id
+    }
+
+    /// What a failed child does to this operation (the request's
+    /// `failure_policy`); children started with
+    /// [`spawn_children`](Self::spawn_children) inherit it.
+    pub fn failure_policy(&self) -> FailurePolicy {
+        self.inner.job.policy
+    }
+
+    /// The directory `LONGRUN_DATA_DIR` names, where kinds may read and
+    /// write files; `None` when file access is off.
+    pub fn data_dir(&self) -> Option<&Path> {
+        self.inner.data_dir.as_deref()
+    }
+
+    /// When this worker claimed the attempt.
+    pub(crate) fn claimed_at(&self) -> Instant {
+        self.inner.claimed_at
     }
 
     /// True when both handles belong to the same run.
@@ -180,11 +212,26 @@ impl JobContext {
         })
     }
 
+    /// The running sum of the numeric `totals` this operation's succeeded
+    /// children returned in their results (see the module docs of
+    /// [`crate::handler`]); `{}` when none did.
+    pub async fn child_totals(&self) -> Result<Value, JobError> {
+        let job = &self.inner.job;
+        self.inner
+            .store
+            .child_totals(&job.entry.root, &job.entry.op_id)
+            .await
+            .map_err(redis_error)
+    }
+
     /// Starts one child of `kind` per input, with the kind's default retry
-    /// settings, and puts them on the queue. Safe to repeat in a re-run of
-    /// the handler: the n-th call of an attempt maps to the n-th call of the
-    /// first attempt, whose children are reused rather than created twice.
-    /// Fails once the operation is cancelled: no child starts after that.
+    /// settings and this operation's failure policy, and puts them on the
+    /// queue (1,000 per round trip). Safe to repeat in a re-run of the
+    /// handler: the n-th call of an attempt maps to the n-th call of the
+    /// first attempt, whose children are reused rather than created twice,
+    /// so a handler must start the same children in the same order on
+    /// every run. Fails once the operation is cancelled or finished: no
+    /// child starts after that.
     pub async fn spawn_children(&self, kind: &str, inputs: Vec<Value>) -> Result<usize, JobError> {
         let defaults = self
             .inner
@@ -198,7 +245,7 @@ impl JobContext {
             max_attempts: defaults.max_attempts,
             backoff: defaults.backoff,
             timeout_ms: defaults.timeout_ms,
-            policy: FailurePolicy::WaitAll,
+            policy: self.failure_policy(),
         };
         self.spawn_children_with(kind, inputs, &options).await
     }
@@ -214,19 +261,13 @@ impl JobContext {
         let mut created = 0;
         for chunk in inputs.chunks(SPAWN_BATCH) {
             let batch = self.inner.batches.fetch_add(1, Ordering::Relaxed);
-            let children = store
+            store
                 .spawn(&self.inner.job, batch, kind, chunk, options)
                 .await
                 .map_err(redis_error)?
                 .ok_or_else(|| {
                     JobError::permanent("cancelled", "the operation no longer runs here")
                 })?;
-            let root = self.inner.job.entry.root.as_str();
-            let items: Vec<(&str, &str, u64)> = children
-                .iter()
-                .map(|child| (root, child.id.as_str(), child.generation))
-                .collect();
-            store.enqueue(&items).await.map_err(redis_error)?;
             created += chunk.len();
         }
         Ok(created)
@@ -242,6 +283,10 @@ impl JobContext {
                 tokio::select! {
                     _ = stopped.cancelled() => return,
                     _ = ctx.inner.wake.notified() => {}
+                }
+                tokio::select! {
+                    _ = stopped.cancelled() => return,
+                    _ = tokio::time::sleep(WRITE_DELAY) => {}
                 }
                 let report = lock(&ctx.inner.progress).pending.take();
                 if let Some(report) = report {

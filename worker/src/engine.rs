@@ -1,57 +1,76 @@
 //! The engine: takes work from the queue, runs handlers, reports outcomes.
 //!
-//! One worker process runs these tasks around a shared [`Engine`]:
+//! One worker process runs these tasks around a shared [`Engine`] (see
+//! [`crate::loops`]):
 //!
-//! - **intake** reads new queue entries (as many as there are free slots)
-//!   and claims them in one pipelined round trip;
-//! - **reaper** takes over entries whose worker stopped renewing its lease
-//!   (`XAUTOCLAIM`); the claim script turns them into a `retrying` event and
-//!   a new attempt, or drops them when they are already done;
+//! - **intake** reads new queue entries (as many as there are free slots,
+//!   which it holds) and claims them in one pipelined round trip; the same
+//!   round trip as the read carries the housekeeping of finished jobs
+//!   (acknowledgements, TTLs), so a no-op job costs three round trips:
+//!   read, claim, complete. Every quarter lease it first reaps: takes over
+//!   entries whose worker stopped renewing its lease (`XAUTOCLAIM`); the
+//!   claim script turns them into a `retrying` event and a new attempt, or
+//!   drops them when they are already done;
 //! - **heartbeat** renews the leases of running jobs; a job whose claim was
-//!   lost is told to stop;
+//!   lost, or whose operation was finished by someone else, is told to stop;
 //! - **scheduler** moves retries whose backoff is over onto the queue,
-//!   sleeping until the earliest one is due;
+//!   enforces overall deadlines and removes expired operations from the
+//!   list indexes, sleeping until the earliest one is due;
 //! - **cancel listener** fires the cancellation token of running handlers
 //!   named on the cancel channel, whichever process cancelled them;
-//! - **acker** acknowledges handled entries in batches.
+//! - **housekeeper** sends the housekeeping batch when no read carried it.
 //!
 //! Each job runs its handler in a task of its own, so a timeout, a
 //! cancellation or a shutdown can abort it after its grace period.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use longrun_shared::config::WorkerConfig;
 use longrun_shared::model::OperationError;
 use longrun_shared::store::Outcome as ScriptOutcome;
-use longrun_shared::store::queue::QueueEntry;
-use longrun_shared::store::transitions::{Claim, ClaimedJob, FailOutcome, Settled};
+use longrun_shared::store::queue::{Housekeeping, QueueEntry};
+use longrun_shared::store::transitions::{Claim, ClaimedJob, FailOutcome, Lease, Settled};
 use longrun_shared::{Store, store::StoreResult};
 use rand::Rng;
 use redis::AsyncCommands;
-use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use crate::context::{JobContext, redis_error};
+use crate::context::JobContext;
 use crate::handler::{JobError, Outcome, Registry};
 
 /// Entries read per intake round trip, at most.
 pub(crate) const MAX_BATCH: usize = 256;
 /// How long one blocking read waits for work.
 pub(crate) const READ_BLOCK_MS: u64 = 1_000;
-/// Grace a handler gets when the process hands its work back on shutdown.
+/// Grace a handler gets when the process hands its work back on shutdown
+/// (at most half the shutdown grace).
 const HAND_BACK_GRACE: Duration = Duration::from_millis(500);
+/// How long a cancel signal for an operation not (yet) running here is
+/// remembered, for a claim whose reply was still on its way.
+const SIGNAL_MEMORY: Duration = Duration::from_secs(30);
 
 /// Why a running handler was told to stop.
-mod reason {
+pub(crate) mod reason {
     pub const CANCELLED: &str = "cancelled";
     pub const LOST_CLAIM: &str = "lost_claim";
     pub const TIMEOUT: &str = "timeout";
     pub const DEADLINE: &str = "deadline_exceeded";
     pub const SHUTDOWN: &str = "shutdown";
+}
+
+/// The jobs of this process, and the cancel signals that arrived for
+/// operations not registered yet. One lock for both, so a signal and a
+/// registration cannot pass each other.
+#[derive(Default)]
+struct Jobs {
+    running: HashMap<String, JobContext>,
+    signals: HashMap<String, Instant>,
 }
 
 /// The state every task of one worker process shares.
@@ -61,12 +80,18 @@ pub struct Engine {
     config: WorkerConfig,
     consumer: String,
     slots: Arc<Semaphore>,
-    running: std::sync::Mutex<HashMap<String, JobContext>>,
-    acks: mpsc::UnboundedSender<String>,
+    jobs: std::sync::Mutex<Jobs>,
+    housekeeping: std::sync::Mutex<Housekeeping>,
+    housekeeping_wake: Notify,
     delayed_wake: Notify,
+    /// Set once the cancel listener is subscribed.
+    listening: AtomicBool,
+    listening_wake: Notify,
+    /// Fired when the process stops claiming work.
+    stopping: CancellationToken,
     /// Fired when the shutdown grace is over: running jobs hand their work back.
     hand_back: CancellationToken,
-    jobs: std::sync::Mutex<JoinSet<()>>,
+    tasks: std::sync::Mutex<JoinSet<()>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -77,13 +102,14 @@ impl std::fmt::Debug for Engine {
     }
 }
 
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 impl Engine {
-    pub(crate) fn new(
-        store: Store,
-        registry: Registry,
-        config: WorkerConfig,
-        acks: mpsc::UnboundedSender<String>,
-    ) -> Arc<Engine> {
+    pub(crate) fn new(store: Store, registry: Registry, config: WorkerConfig) -> Arc<Engine> {
         let consumer = config.worker_id.clone().unwrap_or_else(default_worker_id);
         Arc::new(Engine {
             slots: Arc::new(Semaphore::new(config.concurrency)),
@@ -91,14 +117,19 @@ impl Engine {
             registry: Arc::new(registry),
             consumer,
             config,
-            running: std::sync::Mutex::new(HashMap::new()),
-            acks,
+            jobs: std::sync::Mutex::new(Jobs::default()),
+            housekeeping: std::sync::Mutex::new(Housekeeping::default()),
+            housekeeping_wake: Notify::new(),
             delayed_wake: Notify::new(),
+            listening: AtomicBool::new(false),
+            listening_wake: Notify::new(),
+            stopping: CancellationToken::new(),
             hand_back: CancellationToken::new(),
-            jobs: std::sync::Mutex::new(JoinSet::new()),
+            tasks: std::sync::Mutex::new(JoinSet::new()),
         })
     }
 
+    /// This process's consumer name in the queue's group.
     pub fn consumer(&self) -> &str {
         &self.consumer
     }
@@ -107,23 +138,85 @@ impl Engine {
         self.config.lease.as_millis() as u64
     }
 
-    fn running(&self) -> std::sync::MutexGuard<'_, HashMap<String, JobContext>> {
-        self.running
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// Number of jobs this process runs right now.
+    /// Number of jobs this process holds right now (running or about to).
     pub fn in_flight(&self) -> usize {
-        self.running().len()
+        lock(&self.jobs).running.len()
     }
 
+    // ----- housekeeping -------------------------------------------------
+
+    /// Acknowledges a handled queue entry (batched).
     fn ack(&self, entry: &QueueEntry) {
-        let _ = self.acks.send(entry.entry_id.clone());
+        self.housekeep(|batch| batch.acks.push(entry.entry_id.clone()));
     }
 
-    /// Claims entries and starts a job for each one that runs.
-    pub(crate) async fn dispatch(self: &Arc<Self>, entries: Vec<QueueEntry>) {
+    /// Queues the follow-ups of a transition (batched).
+    fn follow_up(&self, outcome: &ScriptOutcome) {
+        if outcome.expire_keys.is_empty()
+            && outcome.finished_roots.is_empty()
+            && outcome.acks.is_empty()
+        {
+            return;
+        }
+        self.housekeep(|batch| batch.add_outcome(outcome));
+    }
+
+    fn housekeep(&self, add: impl FnOnce(&mut Housekeeping)) {
+        add(&mut lock(&self.housekeeping));
+        self.housekeeping_wake.notify_one();
+    }
+
+    /// Takes the housekeeping batch to send (with a read, or on its own).
+    pub(crate) fn take_housekeeping(&self) -> Housekeeping {
+        std::mem::take(&mut *lock(&self.housekeeping))
+    }
+
+    /// Puts back a batch whose sending failed (every command in it is
+    /// idempotent, so sending it twice is harmless).
+    pub(crate) fn return_housekeeping(&self, batch: Housekeeping) {
+        if !batch.is_empty() {
+            lock(&self.housekeeping).absorb(batch);
+        }
+    }
+
+    pub(crate) async fn housekeeping_due(&self) {
+        self.housekeeping_wake.notified().await;
+    }
+
+    // ----- claiming and running -----------------------------------------
+
+    /// Takes up to `max` free slots (at least one, waiting for it unless
+    /// the process stops claiming); a claim is only made with a slot in
+    /// hand, so a claimed job never waits for one.
+    pub(crate) async fn take_slots(&self, max: usize) -> Vec<OwnedSemaphorePermit> {
+        let first = tokio::select! {
+            permit = self.slots.clone().acquire_owned() => permit.ok(),
+            _ = self.stopping.cancelled() => None,
+        };
+        let mut slots: Vec<OwnedSemaphorePermit> = first.into_iter().collect();
+        while slots.len() < max {
+            match self.slots.clone().try_acquire_owned() {
+                Ok(permit) => slots.push(permit),
+                Err(_) => break,
+            }
+        }
+        slots
+    }
+
+    /// Takes the free slots there are now, up to `max`, without waiting.
+    pub(crate) fn free_slots(&self, max: usize) -> Vec<OwnedSemaphorePermit> {
+        std::iter::from_fn(|| self.slots.clone().try_acquire_owned().ok())
+            .take(max)
+            .collect()
+    }
+
+    /// Claims entries and starts a job for each one that runs, in one of
+    /// `slots` (a job claimed beyond them, a resumed parent, waits for one).
+    pub(crate) async fn dispatch(
+        self: &Arc<Self>,
+        entries: Vec<QueueEntry>,
+        mut slots: Vec<OwnedSemaphorePermit>,
+    ) {
         if entries.is_empty() {
             return;
         }
@@ -141,18 +234,35 @@ impl Engine {
         };
         for (entry, claim) in entries.iter().zip(claims) {
             match claim {
-                Ok(Claim::Run(job)) => self.start(job, false),
-                Ok(Claim::Resume(job)) => self.start(job, true),
-                Ok(Claim::Drop) => self.ack(entry),
-                Ok(Claim::Park | Claim::Busy) => {}
+                Ok((claim, outcome)) => {
+                    self.follow_up(&outcome);
+                    match claim {
+                        Claim::Run(job) => self.start(job, false, slots.pop()),
+                        Claim::Resume(job) => self.start(job, true, slots.pop()),
+                        Claim::Drop => self.ack(entry),
+                        Claim::Park | Claim::Busy => {}
+                    }
+                }
                 Err(err) => warn!(operation_id = %entry.op_id, error = %err, "claim failed"),
             }
         }
     }
 
-    fn start(self: &Arc<Self>, job: ClaimedJob, resume: bool) {
-        let ctx = JobContext::new(self.store.clone(), self.registry.clone(), job);
-        self.running().insert(ctx.id().to_owned(), ctx.clone());
+    fn start(self: &Arc<Self>, job: ClaimedJob, resume: bool, slot: Option<OwnedSemaphorePermit>) {
+        let data_dir = self
+            .config
+            .data_dir
+            .as_deref()
+            .map(std::path::PathBuf::from);
+        let ctx = JobContext::new(self.store.clone(), self.registry.clone(), job, data_dir);
+        {
+            let mut jobs = lock(&self.jobs);
+            jobs.running.insert(ctx.id().to_owned(), ctx.clone());
+            // A cancel signal may have overtaken the claim's reply.
+            if jobs.signals.remove(ctx.id()).is_some() {
+                ctx.cancel(reason::CANCELLED);
+            }
+        }
         metrics::gauge!("longrun_worker_jobs_in_flight").set(self.in_flight() as f64);
         let span = info_span!(
             "job",
@@ -162,36 +272,58 @@ impl Engine {
             request_id = %ctx.request_id(),
         );
         let engine = self.clone();
-        let mut jobs = self
-            .jobs
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        while jobs.try_join_next().is_some() {}
-        jobs.spawn(
+        let mut tasks = lock(&self.tasks);
+        while tasks.try_join_next().is_some() {}
+        tasks.spawn(
             async move {
-                let Ok(_slot) = engine.slots.clone().acquire_owned().await else {
-                    return;
+                let slot = match slot {
+                    Some(slot) => Some(slot),
+                    None => tokio::select! {
+                        slot = engine.slots.clone().acquire_owned() => slot.ok(),
+                        _ = engine.hand_back.cancelled() => None,
+                    },
                 };
-                engine.execute(&ctx, resume).await;
-                let mut running = engine.running();
-                // A resumed parent may already run under the same id.
-                if running
-                    .get(ctx.id())
-                    .is_some_and(|current| current.same(&ctx))
-                {
-                    running.remove(ctx.id());
+                match slot {
+                    Some(_slot) => engine.execute(&ctx, resume).await,
+                    None => engine.hand_back_job(&ctx).await,
                 }
-                drop(running);
-                metrics::gauge!("longrun_worker_jobs_in_flight").set(engine.in_flight() as f64);
+                engine.forget(&ctx);
             }
             .instrument(span),
         );
     }
 
+    fn forget(&self, ctx: &JobContext) {
+        let mut jobs = lock(&self.jobs);
+        // A resumed parent may already run under the same id.
+        if jobs
+            .running
+            .get(ctx.id())
+            .is_some_and(|current| current.same(ctx))
+        {
+            jobs.running.remove(ctx.id());
+        }
+        let count = jobs.running.len();
+        drop(jobs);
+        metrics::gauge!("longrun_worker_jobs_in_flight").set(count as f64);
+    }
+
     /// Runs one attempt (or a parent's continuation) to its outcome.
     async fn execute(self: &Arc<Self>, ctx: &JobContext, resume: bool) {
         let job = ctx.job().clone();
-        let started = std::time::Instant::now();
+        let started = Instant::now();
+        if self.hand_back.is_cancelled() {
+            self.hand_back_job(ctx).await;
+            return;
+        }
+        if ctx.is_cancelled() {
+            // Stopped before it got a slot.
+            let stopped = ctx
+                .cancel_reason()
+                .unwrap_or_else(|| reason::CANCELLED.into());
+            self.after_stop(ctx, &stopped, false).await;
+            return;
+        }
         let Some(handler) = self.registry.get(&job.kind) else {
             let error =
                 JobError::permanent("unknown_kind", format!("no worker runs `{}`", job.kind));
@@ -212,10 +344,17 @@ impl Engine {
             }
             .in_current_span(),
         );
-        let (limit, limit_reason) = self.time_limit(&job);
+        let (limit, limit_reason) = self.time_limit(ctx);
         let stopped = tokio::select! {
             joined = &mut task => {
                 flusher.stop().await;
+                // A handler that stopped because it was told to is settled
+                // by why it was told, not by what it returned.
+                if let Some(stopped) = ctx.cancel_reason() {
+                    record(&job.kind, started, &stopped);
+                    self.after_stop(ctx, &stopped, false).await;
+                    return;
+                }
                 let result = joined.unwrap_or_else(|err| Err(panicked(err)));
                 self.settle(ctx, result).await;
                 record(&job.kind, started, "finished");
@@ -226,17 +365,24 @@ impl Engine {
             _ = self.hand_back.cancelled() => { ctx.cancel(reason::SHUTDOWN); reason::SHUTDOWN.into() }
         };
         let grace = if stopped == reason::SHUTDOWN {
-            HAND_BACK_GRACE
+            self.hand_back_grace()
         } else {
             self.config.cancel_grace
         };
-        if tokio::time::timeout(grace, &mut task).await.is_err() {
+        let aborted = tokio::time::timeout(grace, &mut task).await.is_err();
+        if aborted {
             task.abort();
             warn!(reason = %stopped, "handler did not stop within its grace period; aborted");
         }
         flusher.stop().await;
         record(&job.kind, started, &stopped);
-        match stopped.as_str() {
+        self.after_stop(ctx, &stopped, aborted).await;
+    }
+
+    /// What follows a handler that was told to stop.
+    async fn after_stop(self: &Arc<Self>, ctx: &JobContext, stopped: &str, aborted: bool) {
+        let job = ctx.job();
+        match stopped {
             reason::TIMEOUT => {
                 let error = JobError::retryable(
                     "timeout",
@@ -252,26 +398,40 @@ impl Engine {
                     JobError::permanent("deadline_exceeded", "the operation passed its deadline");
                 self.settle_failure(ctx, &error).await;
             }
-            reason::SHUTDOWN => self.hand_back(ctx).await,
-            // Cancelled: the operation is terminal, the entry is done with.
-            reason::CANCELLED => self.ack(&job.entry),
+            reason::SHUTDOWN => self.hand_back_job(ctx).await,
+            // Finished by someone else (cancelled, failed by a deadline or a
+            // failing sibling): the entry is done with.
+            reason::CANCELLED => {
+                if !aborted {
+                    info!("handler stopped after cancellation");
+                }
+                self.ack(&job.entry);
+            }
             // Lost claim: another worker may hold this very entry; leave it.
-            _ => {}
+            _ => debug!("handler stopped: the claim was lost"),
         }
     }
 
     /// The time this attempt may still run, and what passing it means.
-    fn time_limit(&self, job: &ClaimedJob) -> (Duration, &'static str) {
+    fn time_limit(&self, ctx: &JobContext) -> (Duration, &'static str) {
         const FOREVER: Duration = Duration::from_secs(100 * 365 * 86_400);
-        let attempt = (job.timeout_ms > 0).then(|| Duration::from_millis(job.timeout_ms));
-        let deadline = (job.deadline_ms > 0)
-            .then(|| Duration::from_millis(job.deadline_ms.saturating_sub(unix_ms())));
+        let job = ctx.job();
+        let since_claim = ctx.claimed_at().elapsed();
+        let attempt = (job.timeout_ms > 0)
+            .then(|| Duration::from_millis(job.timeout_ms).saturating_sub(since_claim));
+        let deadline = job
+            .deadline_left_ms
+            .map(|left| Duration::from_millis(left).saturating_sub(since_claim));
         match (attempt, deadline) {
             (Some(a), Some(d)) if d < a => (d, reason::DEADLINE),
             (Some(a), _) => (a, reason::TIMEOUT),
             (None, Some(d)) => (d, reason::DEADLINE),
             (None, None) => (FOREVER, reason::TIMEOUT),
         }
+    }
+
+    fn hand_back_grace(&self) -> Duration {
+        HAND_BACK_GRACE.min(self.config.shutdown_grace / 2)
     }
 
     async fn settle(self: &Arc<Self>, ctx: &JobContext, result: Result<Outcome, JobError>) {
@@ -285,6 +445,7 @@ impl Engine {
                 match self.store.complete(job, &value, final_progress).await {
                     Ok(outcome) if outcome.word == "ok" => {
                         self.ack(&job.entry);
+                        self.follow_up(&outcome);
                         self.after(&outcome).await;
                     }
                     Ok(_) => debug!("result refused: the claim was lost"),
@@ -297,11 +458,12 @@ impl Engine {
                 self.flush_pending(ctx).await;
                 match self.store.wait_for_children(job, resume, &state).await {
                     Ok(Some((settled, outcome))) => {
-                        match settled {
-                            Settled::Waiting => {}
-                            Settled::Finished => self.ack(&job.entry),
-                            Settled::Resume => {}
+                        if settled == Settled::Finished {
+                            self.ack(&job.entry);
                         }
+                        // Waiting: the entry stays pending, parked; Resume:
+                        // `after` takes it and runs the continuation.
+                        self.follow_up(&outcome);
                         self.after(&outcome).await;
                     }
                     Ok(None) => debug!("wait refused: the claim was lost"),
@@ -337,6 +499,7 @@ impl Engine {
         let operation_error: OperationError = error.to_operation_error();
         match self.store.fail(job, &operation_error, delay).await {
             Ok((FailOutcome::Retry { generation, due_ms }, outcome)) => {
+                debug!(code = %error.code, delay_ms = delay, "attempt failed; retrying");
                 let requeued = if delay == 0 {
                     self.store
                         .enqueue(&[(&job.entry.root, &job.entry.op_id, generation)])
@@ -350,15 +513,19 @@ impl Engine {
                     result
                 };
                 match requeued {
-                    // The old entry is acknowledged only once the new one exists.
+                    // The old entry is acknowledged only once the new one
+                    // exists; if it does not, the reaper takes the old one
+                    // and the claim script requeues the operation.
                     Ok(()) => self.ack(&job.entry),
                     Err(err) => warn!(error = %err, "could not requeue; the reaper will"),
                 }
+                self.follow_up(&outcome);
                 self.after(&outcome).await;
             }
             Ok((FailOutcome::Failed, outcome)) => {
                 info!(code = %error.code, "operation failed: {}", error.message);
                 self.ack(&job.entry);
+                self.follow_up(&outcome);
                 self.after(&outcome).await;
             }
             Ok((FailOutcome::Fenced, _)) => debug!("failure refused: the claim was lost"),
@@ -367,7 +534,7 @@ impl Engine {
     }
 
     /// Gives the operation back without consuming its attempt (shutdown).
-    async fn hand_back(&self, ctx: &JobContext) {
+    async fn hand_back_job(&self, ctx: &JobContext) {
         let job = ctx.job();
         match self.store.handoff(job).await {
             Ok(Some(generation)) => {
@@ -376,7 +543,10 @@ impl Engine {
                     .enqueue(&[(&job.entry.root, &job.entry.op_id, generation)])
                     .await
                 {
-                    Ok(()) => self.ack(&job.entry),
+                    Ok(()) => {
+                        info!("handed the operation back to the queue");
+                        self.ack(&job.entry);
+                    }
                     Err(err) => {
                         warn!(error = %err, "handed back, but could not requeue; the reaper will")
                     }
@@ -392,8 +562,17 @@ impl Engine {
     /// Follow-ups of a transition: parents whose handler resumes now.
     async fn after(self: &Arc<Self>, outcome: &ScriptOutcome) {
         for (parent, entry_id) in &outcome.ready_parents {
+            if self.stopping.is_cancelled() {
+                // Its parked entry stays pending; a live worker's reaper
+                // takes it once it has been idle for a lease.
+                debug!(parent = %parent, "stopping: leaving the parent's resumption to others");
+                continue;
+            }
             match self.store.take_entry(&self.consumer, entry_id).await {
-                Ok(Some(entry)) => self.dispatch(vec![entry]).await,
+                Ok(Some(entry)) => {
+                    let slots = self.free_slots(1);
+                    Box::pin(self.dispatch(vec![entry], slots)).await
+                }
                 Ok(None) => debug!(parent = %parent, "parked entry already taken"),
                 Err(err) => {
                     warn!(parent = %parent, error = %err, "could not resume; the reaper will")
@@ -402,19 +581,50 @@ impl Engine {
         }
     }
 
-    /// Tells running handlers of these operations to stop.
+    // ----- signals and leases ---------------------------------------------
+
+    /// Tells running handlers of these operations to stop; remembers the
+    /// others for a while (a claim of one may be on its way back).
     pub(crate) fn cancel_running(&self, ids: &str) {
-        let running = self.running();
+        let now = Instant::now();
+        let mut jobs = lock(&self.jobs);
         for id in ids.split_whitespace() {
-            if let Some(ctx) = running.get(id) {
-                ctx.cancel(reason::CANCELLED);
+            match jobs.running.get(id) {
+                Some(ctx) => ctx.cancel(reason::CANCELLED),
+                None => {
+                    jobs.signals.insert(id.to_owned(), now);
+                }
             }
         }
+        if jobs.signals.len() > 1_000 {
+            jobs.signals
+                .retain(|_, at| now.duration_since(*at) < SIGNAL_MEMORY);
+        }
+    }
+
+    pub(crate) fn mark_listening(&self) {
+        self.listening.store(true, Ordering::Release);
+        self.listening_wake.notify_waiters();
+    }
+
+    /// Waits (a bounded time) until the cancel listener is subscribed, so
+    /// the first claims do not miss their cancel signals.
+    pub(crate) async fn wait_listening(&self, limit: Duration) {
+        let wait = async {
+            while !self.listening.load(Ordering::Acquire) {
+                let notified = self.listening_wake.notified();
+                if self.listening.load(Ordering::Acquire) {
+                    break;
+                }
+                notified.await;
+            }
+        };
+        let _ = tokio::time::timeout(limit, wait).await;
     }
 
     /// Renews the leases of running jobs; stops the ones whose claim is gone.
     pub(crate) async fn renew_leases(&self) -> StoreResult<()> {
-        let held: Vec<JobContext> = self.running().values().cloned().collect();
+        let held: Vec<JobContext> = lock(&self.jobs).running.values().cloned().collect();
         if held.is_empty() {
             return Ok(());
         }
@@ -422,19 +632,20 @@ impl Engine {
             .iter()
             .map(|ctx| (ctx.job().entry.clone(), ctx.attempt()))
             .collect();
-        let alive = self.store.heartbeat(&pairs, self.lease_ms()).await?;
+        let leases = self.store.heartbeat(&pairs, self.lease_ms()).await?;
         let mut kept = Vec::new();
-        for (ctx, ok) in held.iter().zip(alive) {
-            if ok {
-                kept.push(ctx.job().entry.entry_id.as_str());
-            } else if !ctx.is_cancelled() {
-                ctx.cancel(reason::LOST_CLAIM);
+        for (ctx, lease) in held.iter().zip(leases) {
+            match lease {
+                Lease::Held => kept.push(ctx.job().entry.entry_id.as_str()),
+                // Its signal was missed (the listener was reconnecting).
+                Lease::Finished => ctx.cancel(reason::CANCELLED),
+                Lease::Lost => ctx.cancel(reason::LOST_CLAIM),
             }
         }
         self.store.touch(&self.consumer, &kept).await
     }
 
-    pub(crate) async fn wait_for_due_retry(&self, wait: Duration) {
+    pub(crate) async fn wait_for_due(&self, wait: Duration) {
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = self.delayed_wake.notified() => {}
@@ -445,35 +656,40 @@ impl Engine {
         &self.store
     }
 
-    pub(crate) fn slots(&self) -> &Arc<Semaphore> {
-        &self.slots
-    }
-
     pub(crate) fn config(&self) -> &WorkerConfig {
         &self.config
     }
 
-    /// Waits for running jobs to finish within `grace`, then makes the rest
-    /// hand their work back, and waits for that.
-    pub(crate) async fn drain(&self, grace: Duration) {
-        let deadline = tokio::time::Instant::now() + grace;
-        while self.in_flight() > 0 && tokio::time::Instant::now() < deadline {
+    // ----- shutdown -------------------------------------------------------
+
+    /// Stops claiming: intake, reaper and scheduler end.
+    pub(crate) fn stop_claiming(&self) {
+        self.stopping.cancel();
+    }
+
+    pub(crate) fn stopping(&self) -> &CancellationToken {
+        &self.stopping
+    }
+
+    /// Lets running jobs finish until the shutdown grace is nearly over,
+    /// then makes the rest hand their work back, and waits for that; all
+    /// within the grace period.
+    pub(crate) async fn drain(&self, deadline: tokio::time::Instant) {
+        let hand_back_at = deadline
+            .checked_sub(self.hand_back_grace())
+            .unwrap_or(deadline);
+        while self.in_flight() > 0 && tokio::time::Instant::now() < hand_back_at {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         if self.in_flight() > 0 {
             info!(
                 jobs = self.in_flight(),
-                "grace period over; handing work back"
+                "grace period nearly over; handing work back"
             );
         }
         self.hand_back.cancel();
-        let mut jobs = std::mem::take(
-            &mut *self
-                .jobs
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        );
-        while jobs.join_next().await.is_some() {}
+        let mut tasks = std::mem::take(&mut *lock(&self.tasks));
+        while tasks.join_next().await.is_some() {}
     }
 
     /// Advertises this worker's kinds so the api can accept them.
@@ -497,15 +713,9 @@ fn panicked(err: tokio::task::JoinError) -> JobError {
     }
 }
 
-fn record(kind: &str, started: std::time::Instant, how: &str) {
+fn record(kind: &str, started: Instant, how: &str) {
     metrics::histogram!("longrun_worker_job_seconds", "kind" => kind.to_owned(), "end" => how.to_owned())
         .record(started.elapsed().as_secs_f64());
-}
-
-pub(crate) fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_millis() as u64)
 }
 
 fn default_worker_id() -> String {
@@ -519,9 +729,4 @@ fn default_worker_id() -> String {
         std::process::id(),
         rand::rng().random::<u16>()
     )
-}
-
-/// Converts a Redis error for a handler.
-pub(crate) fn job_error(err: impl std::fmt::Display) -> JobError {
-    redis_error(err)
 }

@@ -21,7 +21,6 @@ mod loops;
 use std::future::Future;
 
 use longrun_shared::{Config, Store};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
@@ -50,38 +49,49 @@ pub async fn run(
         &config.redis_prefix,
         config.retention,
     )?;
-    let (ack_tx, ack_rx) = mpsc::unbounded_channel();
-    let engine = Engine::new(store, registry, config.worker.clone(), ack_tx);
+    let engine = Engine::new(store, registry, config.worker.clone());
     info!(
         worker = engine.consumer(),
         concurrency = config.worker.concurrency,
         "worker starting"
     );
-    loops::prepare(&engine).await;
-    let stop = CancellationToken::new();
+    tokio::pin!(shutdown);
+    tokio::select! {
+        _ = loops::prepare(&engine) => {}
+        _ = &mut shutdown => {
+            info!("worker stopped before it could reach redis");
+            return Ok(());
+        }
+    }
     let background = CancellationToken::new();
-    let tasks = vec![
-        tokio::spawn(loops::intake(engine.clone(), stop.clone())),
-        tokio::spawn(loops::reaper(engine.clone(), stop.clone())),
-        tokio::spawn(loops::scheduler(engine.clone(), stop.clone())),
+    let claiming = vec![
+        tokio::spawn(loops::intake(engine.clone())),
+        tokio::spawn(loops::scheduler(engine.clone())),
+    ];
+    let supporting = vec![
         tokio::spawn(loops::heartbeat(engine.clone(), background.clone())),
         tokio::spawn(loops::cancel_listener(engine.clone(), background.clone())),
+        tokio::spawn(loops::housekeeper(engine.clone(), background.clone())),
     ];
-    let acker = tokio::spawn(loops::acker(engine.store().clone(), ack_rx));
     shutdown.await;
     info!(
         jobs = engine.in_flight(),
         "worker stopping: no new work is claimed"
     );
-    stop.cancel();
-    engine.drain(config.worker.shutdown_grace).await;
-    background.cancel();
-    for task in tasks {
+    let deadline = tokio::time::Instant::now() + config.worker.shutdown_grace;
+    engine.stop_claiming();
+    engine.drain(deadline).await;
+    for task in claiming {
         let _ = task.await;
     }
-    // The acker ends once every sender (the engine's) is gone.
-    drop(engine);
-    let _ = acker.await;
+    // Anything a last claim started meanwhile is handed back too.
+    engine.drain(deadline).await;
+    // Heartbeats and cancel signals went on while jobs drained; the
+    // housekeeper flushes the last acknowledgements as it stops.
+    background.cancel();
+    for task in supporting {
+        let _ = task.await;
+    }
     info!("worker stopped");
     Ok(())
 }

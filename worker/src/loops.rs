@@ -4,16 +4,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use longrun_shared::Store;
+use longrun_shared::store::queue::QueueEntry;
 use rand::Rng;
 use redis::AsyncConnectionConfig;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use crate::engine::{Engine, MAX_BATCH, READ_BLOCK_MS, job_error};
+use crate::engine::{Engine, MAX_BATCH, READ_BLOCK_MS};
 
-const ACK_BATCH: usize = 512;
+/// How long finished jobs' housekeeping waits for a queue read to carry it
+/// before it is sent on its own.
+const HOUSEKEEPING_LINGER: Duration = Duration::from_millis(25);
+/// Deadlines, retries and index expiries handled per scheduler tick.
+const TICK_BATCH: usize = 500;
+/// How often the scheduler looks for consumers of workers that are gone.
+const FORGET_CONSUMERS_EVERY: Duration = Duration::from_secs(60);
 
 /// Sleeps for an exponential, jittered delay after the `failures`-th error in a row.
 async fn backoff(failures: u32) {
@@ -44,17 +49,22 @@ pub(crate) async fn prepare(engine: &Arc<Engine>) {
     }
 }
 
-/// Reads new entries while there are free slots.
-pub(crate) async fn intake(engine: Arc<Engine>, stop: CancellationToken) {
+/// Takes work while there are free slots, holding them: now and then
+/// (every quarter lease) entries whose worker stopped renewing its lease
+/// (the reaper's part, `XAUTOCLAIM`, going round the whole pending list
+/// pass after pass), else new entries. Each read carries the housekeeping
+/// of the jobs that finished since the last one.
+pub(crate) async fn intake(engine: Arc<Engine>) {
+    let stop = engine.stopping().clone();
+    engine.wait_listening(Duration::from_secs(2)).await;
+    let lease = engine.config().lease;
+    let reap_every = (lease / 4).clamp(Duration::from_millis(50), Duration::from_secs(5));
+    let block_ms = (reap_every.as_millis() as u64).min(READ_BLOCK_MS);
+    let mut next_reap = tokio::time::Instant::now();
+    let mut cursor = "0-0".to_owned();
     let mut failures: u32 = 0;
     let mut conn = None;
     while !stop.is_cancelled() {
-        // Wait for a free slot before asking for work.
-        let permit = tokio::select! {
-            _ = stop.cancelled() => break,
-            permit = engine.slots().clone().acquire_owned() => permit,
-        };
-        drop(permit);
         if conn.is_none() {
             let config = AsyncConnectionConfig::new()
                 .set_response_timeout(None)
@@ -77,12 +87,33 @@ pub(crate) async fn intake(engine: Arc<Engine>, stop: CancellationToken) {
         let Some(connection) = conn.as_mut() else {
             continue;
         };
-        let count = engine.slots().available_permits().clamp(1, MAX_BATCH);
+        // Ask for as much work as there are free slots, holding them.
+        let mut slots = engine.take_slots(MAX_BATCH).await;
+        if slots.is_empty() {
+            break;
+        }
+        if tokio::time::Instant::now() >= next_reap {
+            let jitter = rand::rng().random_range(0..=reap_every.as_millis() as u64 / 4);
+            next_reap = tokio::time::Instant::now() + reap_every + Duration::from_millis(jitter);
+            let reaping: Vec<_> = slots.drain(..slots.len().min(100)).collect();
+            cursor = reap(&engine, reaping, &cursor).await;
+            if slots.is_empty() {
+                continue;
+            }
+        }
+        let count = slots.len();
+        let housekeeping = engine.take_housekeeping();
         // Not raced against `stop`: a read cut short could leave entries
         // delivered to this consumer and never claimed.
         match engine
             .store()
-            .read_new(connection, engine.consumer(), count, READ_BLOCK_MS)
+            .read_new(
+                connection,
+                &housekeeping,
+                engine.consumer(),
+                count,
+                block_ms,
+            )
             .await
         {
             Ok(entries) => {
@@ -91,9 +122,10 @@ pub(crate) async fn intake(engine: Arc<Engine>, stop: CancellationToken) {
                     release(&engine, entries).await;
                     break;
                 }
-                engine.dispatch(entries).await;
+                engine.dispatch(entries, slots).await;
             }
             Err(err) => {
+                engine.return_housekeeping(housekeeping);
                 failures += 1;
                 conn = None;
                 if err.to_string().contains("NOGROUP") {
@@ -108,7 +140,7 @@ pub(crate) async fn intake(engine: Arc<Engine>, stop: CancellationToken) {
 }
 
 /// Puts entries read during shutdown back on the queue, unclaimed.
-async fn release(engine: &Arc<Engine>, entries: Vec<longrun_shared::store::queue::QueueEntry>) {
+async fn release(engine: &Arc<Engine>, entries: Vec<QueueEntry>) {
     if entries.is_empty() {
         return;
     }
@@ -122,62 +154,103 @@ async fn release(engine: &Arc<Engine>, entries: Vec<longrun_shared::store::queue
     }
 }
 
-/// Takes over entries whose worker stopped renewing its lease.
-pub(crate) async fn reaper(engine: Arc<Engine>, stop: CancellationToken) {
-    let lease = engine.config().lease;
-    let period = (lease / 4).clamp(Duration::from_millis(50), Duration::from_secs(5));
-    let lease_ms = lease.as_millis() as u64;
-    loop {
-        let jitter = rand::rng().random_range(0..=period.as_millis() as u64 / 4);
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(period + Duration::from_millis(jitter)) => {}
-        }
-        let free = engine.slots().available_permits();
-        if free == 0 {
-            continue;
-        }
-        match engine
-            .store()
-            .take_over_idle(engine.consumer(), lease_ms, free.min(100))
-            .await
-        {
-            Ok(entries) if !entries.is_empty() => {
+/// Takes over entries idle longer than a lease (their worker stopped
+/// renewing it), as many as `slots`; returns where the next pass goes on.
+async fn reap(
+    engine: &Arc<Engine>,
+    slots: Vec<tokio::sync::OwnedSemaphorePermit>,
+    cursor: &str,
+) -> String {
+    let lease_ms = engine.config().lease.as_millis() as u64;
+    match engine
+        .store()
+        .take_over_idle(engine.consumer(), lease_ms, slots.len(), cursor)
+        .await
+    {
+        Ok((entries, next)) => {
+            if !entries.is_empty() {
                 debug!(count = entries.len(), "took over idle entries");
-                engine.dispatch(entries).await;
+                engine.dispatch(entries, slots).await;
             }
-            Ok(_) => {}
-            Err(err) => debug!(error = %err, "reaper pass failed"),
+            next
+        }
+        Err(err) => {
+            debug!(error = %err, "reaper pass failed");
+            "0-0".to_owned()
         }
     }
 }
 
-/// Moves retries whose backoff is over onto the queue.
-pub(crate) async fn scheduler(engine: Arc<Engine>, stop: CancellationToken) {
+/// Removes, now and then, the consumers of workers that are gone.
+async fn forget_stopped_workers(engine: &Arc<Engine>) {
+    let idle = (engine.config().lease.as_millis() as u64 * 10).max(300_000);
+    match engine
+        .store()
+        .forget_idle_consumers(engine.consumer(), idle)
+        .await
+    {
+        Ok(0) => {}
+        Ok(count) => debug!(count, "removed consumers of stopped workers"),
+        Err(err) => debug!(error = %err, "could not list consumers"),
+    }
+}
+
+/// Moves retries whose backoff is over onto the queue, enforces overall
+/// deadlines, removes expired roots from the list indexes and, now and
+/// then, the consumers of stopped workers; sleeps until
+/// the earliest of them is due (at most a second, for the ones other
+/// processes add).
+pub(crate) async fn scheduler(engine: Arc<Engine>) {
     const IDLE_CHECK: Duration = Duration::from_secs(1);
+    let stop = engine.stopping().clone();
     let mut failures: u32 = 0;
+    let mut last_forget = tokio::time::Instant::now();
     loop {
-        let wait = match engine.store().promote_due(500).await {
-            Ok((moved, next)) => {
+        if last_forget.elapsed() >= FORGET_CONSUMERS_EVERY {
+            last_forget = tokio::time::Instant::now();
+            forget_stopped_workers(&engine).await;
+        }
+        let wait = match tick(&engine).await {
+            Ok(busy) => {
                 failures = 0;
-                if moved > 0 {
-                    debug!(moved, "retries due");
-                    Duration::ZERO
-                } else {
-                    next.map_or(IDLE_CHECK, |ms| Duration::from_millis(ms).min(IDLE_CHECK))
-                }
+                busy.unwrap_or(IDLE_CHECK).min(IDLE_CHECK)
             }
             Err(err) => {
                 failures += 1;
-                debug!(error = %err, "promoting retries failed");
+                debug!(error = %err, "scheduler tick failed");
                 Duration::from_millis(200 * u64::from(failures.min(10)))
             }
         };
         tokio::select! {
             _ = stop.cancelled() => return,
-            _ = engine.wait_for_due_retry(wait) => {}
+            _ = engine.wait_for_due(wait) => {}
         }
     }
+}
+
+/// One scheduler pass; returns how long to sleep (zero when there is more).
+async fn tick(engine: &Arc<Engine>) -> longrun_shared::store::StoreResult<Option<Duration>> {
+    let store = engine.store();
+    let due = store.tick(TICK_BATCH).await?;
+    if due.promoted > 0 {
+        debug!(moved = due.promoted, "retries due");
+    }
+    if !due.deadlines.is_empty() {
+        let housekeeping = store.enforce_deadlines(&due.deadlines).await?;
+        store.housekeep(&housekeeping).await?;
+    }
+    if !due.expiring.is_empty() {
+        let removed = store.sweep_index(&due.expiring).await?;
+        debug!(removed, "expired operations left the list indexes");
+    }
+    let more = due.promoted as usize == TICK_BATCH
+        || due.deadlines.len() == TICK_BATCH
+        || due.expiring.len() == TICK_BATCH;
+    Ok(if more {
+        Some(Duration::ZERO)
+    } else {
+        due.next_in_ms.map(Duration::from_millis)
+    })
 }
 
 /// Renews leases every third of the lease time.
@@ -207,6 +280,7 @@ pub(crate) async fn cancel_listener(engine: Arc<Engine>, stop: CancellationToken
         let mut pubsub = match subscribed.await {
             Ok(pubsub) => {
                 failures = 0;
+                engine.mark_listening();
                 pubsub
             }
             Err(err) => {
@@ -236,32 +310,34 @@ pub(crate) async fn cancel_listener(engine: Arc<Engine>, stop: CancellationToken
     }
 }
 
-/// Acknowledges handled entries in batches.
-pub(crate) async fn acker(store: Store, mut entries: mpsc::UnboundedReceiver<String>) {
-    let mut batch = Vec::with_capacity(ACK_BATCH);
+/// Sends the housekeeping batch of finished jobs when no queue read
+/// carried it within a moment; flushes what is left when stopping.
+pub(crate) async fn housekeeper(engine: Arc<Engine>, stop: CancellationToken) {
     let mut failures: u32 = 0;
-    while let Some(first) = entries.recv().await {
-        batch.push(first);
-        while batch.len() < ACK_BATCH {
-            match entries.try_recv() {
-                Ok(id) => batch.push(id),
-                Err(_) => break,
-            }
+    loop {
+        let stopping = tokio::select! {
+            _ = stop.cancelled() => true,
+            _ = engine.housekeeping_due() => false,
+        };
+        if !stopping {
+            tokio::time::sleep(HOUSEKEEPING_LINGER).await;
         }
-        loop {
-            match store.ack(&batch).await {
-                Ok(()) => {
-                    failures = 0;
-                    batch.clear();
-                    break;
-                }
-                Err(err) => {
-                    failures += 1;
-                    let err = job_error(err);
-                    warn!(error = %err.message, "acknowledging failed; retrying");
-                    backoff(failures).await;
-                }
+        let batch = engine.take_housekeeping();
+        if !batch.is_empty()
+            && let Err(err) = engine.store().housekeep(&batch).await
+        {
+            engine.return_housekeeping(batch);
+            failures += 1;
+            warn!(error = %err, "housekeeping failed; retrying");
+            if stopping && failures > 5 {
+                return;
             }
+            backoff(failures).await;
+            continue;
+        }
+        failures = 0;
+        if stopping {
+            return;
         }
     }
 }

@@ -6,6 +6,8 @@
 //! command reconnects by itself. Reads live here; state transitions are in
 //! [`transitions`] and the work queue in [`queue`].
 
+pub mod durability;
+pub mod idempotency;
 pub mod queue;
 pub mod scripts;
 pub mod transitions;
@@ -232,6 +234,16 @@ impl Store {
             .collect())
     }
 
+    /// The running sum of the numeric `totals` its succeeded children
+    /// reported in their results (`{}` when none did).
+    pub async fn child_totals(&self, root: &str, id: &str) -> StoreResult<Json> {
+        let raw: Option<String> = self.conn().hget(self.keys.op(root, id), "totals").await?;
+        Ok(raw
+            .and_then(|raw| serde_json::from_str(&raw).ok())
+            .filter(Json::is_object)
+            .unwrap_or_else(|| Json::Object(Default::default())))
+    }
+
     /// Up to `limit` events with seq greater than `after_seq`, in order.
     pub async fn events(
         &self,
@@ -317,6 +329,10 @@ impl Store {
                 .query_async(&mut conn)
                 .await?;
             let exhausted = ids.len() < chunk;
+            if ids.is_empty() {
+                // An empty pipeline is an error in redis-rs, not an empty answer.
+                return Ok((found, None));
+            }
             let hashes: Vec<HashMap<String, String>> = {
                 let mut pipe = redis::pipe();
                 for id in &ids {

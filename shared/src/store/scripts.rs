@@ -34,13 +34,15 @@ transition!(SPAWN, "spawn.lua");
 transition!(WAIT_CHILDREN, "wait_children.lua");
 transition!(CANCEL, "cancel.lua");
 transition!(DELETE, "delete.lua");
+transition!(EXPIRE, "expire.lua");
 
-/// Moves due retries to the ready stream; not a transition (no lib).
+/// The scheduler's tick: moves due retries to the ready stream and lists
+/// due deadlines and index expiries; not a transition (no lib).
 pub static PROMOTE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../../lua/promote.lua")));
 
 /// Every script, for loading them all at once.
-pub fn all() -> [&'static Script; 12] {
+pub fn all() -> [&'static Script; 13] {
     [
         &CREATE,
         &CLAIM,
@@ -53,6 +55,7 @@ pub fn all() -> [&'static Script; 12] {
         &WAIT_CHILDREN,
         &CANCEL,
         &DELETE,
+        &EXPIRE,
         &PROMOTE,
     ]
 }
@@ -71,6 +74,11 @@ pub struct Outcome {
     pub expire_keys: Vec<String>,
     /// Parents whose handler resumes now: (id, parked queue entry id).
     pub ready_parents: Vec<(String, String)>,
+    /// Root operations that became terminal: (id, owner). Their entries in
+    /// the list indexes are removed once they expire.
+    pub finished_roots: Vec<(String, String)>,
+    /// Queue entries of parked parents that became terminal, to acknowledge.
+    pub acks: Vec<String>,
 }
 
 impl Outcome {
@@ -94,16 +102,23 @@ impl Outcome {
         let signalled = list(&mut iter, 1);
         let expire_keys = list(&mut iter, 1);
         let ready = list(&mut iter, 2);
-        let ready_parents = ready
-            .chunks_exact(2)
-            .map(|pair| (pair[0].clone(), pair[1].clone()))
-            .collect();
+        let pairs = |items: Vec<String>| {
+            items
+                .chunks_exact(2)
+                .map(|pair| (pair[0].clone(), pair[1].clone()))
+                .collect()
+        };
+        let ready_parents = pairs(ready);
+        let finished_roots = pairs(list(&mut iter, 2));
+        let acks = list(&mut iter, 1);
         Ok(Outcome {
             word,
             values,
             signalled,
             expire_keys,
             ready_parents,
+            finished_roots,
+            acks,
         })
     }
 
@@ -157,6 +172,11 @@ mod tests {
             Value::Int(1),
             bulk("p1"),
             bulk("1-0"),
+            Value::Int(1),
+            bulk("r1"),
+            bulk("alice"),
+            Value::Int(1),
+            bulk("2-0"),
         ]);
         let outcome = Outcome::parse(reply, 2).expect("parses");
         assert_eq!(outcome.word, "retry");
@@ -165,6 +185,8 @@ mod tests {
         assert_eq!(outcome.signalled, vec!["sig"]);
         assert_eq!(outcome.expire_keys, vec!["c1", "c2"]);
         assert_eq!(outcome.ready_parents, vec![("p1".into(), "1-0".into())]);
+        assert_eq!(outcome.finished_roots, vec![("r1".into(), "alice".into())]);
+        assert_eq!(outcome.acks, vec!["2-0"]);
     }
 
     #[test]

@@ -4,13 +4,16 @@
 //!
 //! The worker-side transitions are fenced: they carry the attempt number of
 //! the claim, and the scripts refuse them once that claim was lost (lease
-//! expired, operation cancelled or taken over by another worker).
+//! expired, operation cancelled or taken over by another worker). They
+//! return the script's [`Outcome`] and leave its follow-ups (keys to
+//! expire, finished roots) to the caller, who batches them into a
+//! [`Housekeeping`](super::queue::Housekeeping) round trip.
 
 use redis::Value;
 use serde_json::Value as Json;
 use uuid::Uuid;
 
-use super::queue::QueueEntry;
+use super::queue::{Housekeeping, QueueEntry};
 use super::scripts::{self, Outcome};
 use super::{Store, StoreError, StoreResult};
 use crate::kinds::{Backoff, FailurePolicy};
@@ -72,6 +75,11 @@ pub struct ClaimedJob {
     pub state: Json,
     pub max_attempts: u32,
     pub request_id: String,
+    /// What a failed child does to this operation.
+    pub policy: FailurePolicy,
+    /// Time left until the overall deadline when the claim was made
+    /// (measured on the Redis clock, so workers' clocks need not agree).
+    pub deadline_left_ms: Option<u64>,
 }
 
 /// How a failed attempt ended.
@@ -92,6 +100,17 @@ pub enum Settled {
     Waiting,
     Finished,
     Resume,
+}
+
+/// What a heartbeat found out about one claim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lease {
+    /// Still held; renewed.
+    Held,
+    /// Lost: the lease ran out and another worker may have the operation.
+    Lost,
+    /// The operation is terminal (cancelled, failed by a deadline…) or gone.
+    Finished,
 }
 
 /// A created child, ready to be put on the queue.
@@ -140,6 +159,9 @@ impl Store {
             idem,
         ]);
         let now = args[2].clone();
+        // On NOSCRIPT the whole pipeline is sent again: its queue entry may
+        // have been read and dropped before the operation existed. A
+        // duplicate entry is harmless (the claim script runs one).
         let build = || {
             let mut pipe = redis::pipe();
             pipe.cmd("EVALSHA")
@@ -167,6 +189,16 @@ impl Store {
                 .arg("g")
                 .arg(1)
                 .ignore();
+            if new.deadline_ms > 0 {
+                // Enforced by the workers' schedulers even while the
+                // operation waits in the queue or for its children.
+                pipe.zadd(
+                    keys.deadlines(0),
+                    format!("{id}|{id}"),
+                    unix_ms().saturating_add(new.deadline_ms),
+                )
+                .ignore();
+            }
             pipe
         };
         let mut conn = self.conn();
@@ -280,6 +312,10 @@ impl Store {
         }
         pipe.zrem(self.keys().owner_index(owner), id).ignore();
         pipe.zrem(self.keys().all_index(), id).ignore();
+        pipe.zrem(self.keys().deadlines(0), format!("{id}|{id}"))
+            .ignore();
+        pipe.zrem(self.keys().expiring(0), format!("{id}{owner}"))
+            .ignore();
         let _: () = pipe.query_async(&mut self.conn()).await?;
         Ok(Some(true))
     }
@@ -293,34 +329,45 @@ impl Store {
         args: &[String],
         fixed: usize,
     ) -> StoreResult<Outcome> {
-        let reply = self.run(script, &self.keys().op(root, id), args).await?;
-        let outcome = Outcome::parse(reply, fixed)?;
+        let outcome = self.transition_only(script, root, id, args, fixed).await?;
         self.follow_up(&outcome).await?;
         Ok(outcome)
     }
 
-    /// Gives the keys that live outside the tree's slot (a child's root
-    /// index, a root's idempotency key) the retention TTL of the operations
-    /// that just finished; the script cannot reach them on a cluster.
-    pub(crate) async fn follow_up(&self, outcome: &Outcome) -> StoreResult<()> {
-        if outcome.expire_keys.is_empty() {
-            return Ok(());
-        }
-        let mut pipe = redis::pipe();
-        for key in &outcome.expire_keys {
-            pipe.pexpire(key, self.retention_ms() as i64).ignore();
-        }
-        let _: () = pipe.query_async(&mut self.conn()).await?;
-        Ok(())
+    /// Runs a transition; its follow-ups are the caller's.
+    async fn transition_only(
+        &self,
+        script: &redis::Script,
+        root: &str,
+        id: &str,
+        args: &[String],
+        fixed: usize,
+    ) -> StoreResult<Outcome> {
+        let reply = self.run(script, &self.keys().op(root, id), args).await?;
+        Outcome::parse(reply, fixed)
     }
 
-    /// Claims a batch of queue entries in one round trip.
+    /// The follow-ups of a transition, in their own round trip: keys that
+    /// live outside the tree's slot (a child's root index, a root's
+    /// idempotency key) get the retention TTL of the operations that just
+    /// finished (the script cannot reach them on a cluster), and finished
+    /// roots are scheduled to leave the list indexes when they expire.
+    pub async fn follow_up(&self, outcome: &Outcome) -> StoreResult<()> {
+        let mut housekeeping = Housekeeping::default();
+        housekeeping.add_outcome(outcome);
+        self.housekeep(&housekeeping).await
+    }
+
+    /// Claims a batch of queue entries in one round trip. Each claim comes
+    /// with the script's outcome, whose follow-ups are the caller's (a
+    /// claim may fail an operation that passed its deadline or ran out of
+    /// attempts).
     pub async fn claim_batch(
         &self,
         entries: &[QueueEntry],
         worker: &str,
         lease_ms: u64,
-    ) -> StoreResult<Vec<StoreResult<Claim>>> {
+    ) -> StoreResult<Vec<StoreResult<(Claim, Outcome)>>> {
         let calls: Vec<_> = entries
             .iter()
             .map(|entry| {
@@ -340,26 +387,22 @@ impl Store {
             })
             .collect();
         let replies = self.run_many(&calls).await?;
-        let mut claims = Vec::with_capacity(replies.len());
-        for (entry, reply) in entries.iter().zip(replies) {
-            let claim = match reply.and_then(|value| Outcome::parse(value, 9)) {
-                Ok(outcome) => {
-                    self.follow_up(&outcome).await?;
-                    Ok(claim_from(entry, &outcome))
-                }
-                Err(err) => Err(err),
-            };
-            claims.push(claim);
-        }
-        Ok(claims)
+        Ok(entries
+            .iter()
+            .zip(replies)
+            .map(|(entry, reply)| {
+                let outcome = Outcome::parse(reply?, 11)?;
+                Ok((claim_from(entry, &outcome), outcome))
+            })
+            .collect())
     }
 
-    /// Renews the leases of held claims; returns, per entry, whether it is still held.
+    /// Renews the leases of held claims; returns, per entry, what became of it.
     pub async fn heartbeat(
         &self,
         held: &[(QueueEntry, u32)],
         lease_ms: u64,
-    ) -> StoreResult<Vec<bool>> {
+    ) -> StoreResult<Vec<Lease>> {
         let calls: Vec<_> = held
             .iter()
             .map(|(entry, attempt)| {
@@ -375,7 +418,13 @@ impl Store {
         let replies = self.run_many(&calls).await?;
         Ok(replies
             .into_iter()
-            .map(|reply| matches!(reply, Ok(Value::Int(1))))
+            .map(|reply| match reply {
+                Ok(Value::Int(1)) => Lease::Held,
+                Ok(Value::Int(2)) => Lease::Finished,
+                // An error: keep going; the next beat tells.
+                Err(_) => Lease::Held,
+                Ok(_) => Lease::Lost,
+            })
             .collect())
     }
 
@@ -428,7 +477,7 @@ impl Store {
             ]),
             None => args.extend([String::new(), "null".into(), "null".into()]),
         }
-        self.transition(
+        self.transition_only(
             &scripts::COMPLETE,
             &job.entry.root,
             &job.entry.op_id,
@@ -455,7 +504,7 @@ impl Store {
             retry_delay_ms.to_string(),
         ]);
         let outcome = self
-            .transition(&scripts::FAIL, &job.entry.root, &job.entry.op_id, &args, 2)
+            .transition_only(&scripts::FAIL, &job.entry.root, &job.entry.op_id, &args, 2)
             .await?;
         let fail = match outcome.word.as_str() {
             "retry" => FailOutcome::Retry {
@@ -474,7 +523,7 @@ impl Store {
         let mut args = self.base_args(&job.entry.root);
         args.extend([job.entry.op_id.clone(), job.attempt.to_string()]);
         let outcome = self
-            .transition(
+            .transition_only(
                 &scripts::HANDOFF,
                 &job.entry.root,
                 &job.entry.op_id,
@@ -485,9 +534,11 @@ impl Store {
         Ok((outcome.word == "ok").then(|| outcome.value(0).parse().unwrap_or(0)))
     }
 
-    /// Creates a batch of children of a claimed parent (at most 1,000).
-    /// Idempotent per `batch`. `None` when the parent's claim was lost
-    /// (e.g. it was cancelled): nothing was created.
+    /// Creates a batch of children of a claimed parent (at most 1,000) and
+    /// puts them on the queue, in one round trip. Idempotent per `batch`: a
+    /// re-run gets the children the first run created (and requeues those
+    /// never claimed). `None` when the parent's claim was lost (e.g. it was
+    /// cancelled): nothing was created.
     pub async fn spawn(
         &self,
         parent: &ClaimedJob,
@@ -498,19 +549,6 @@ impl Store {
     ) -> StoreResult<Option<Vec<ChildRef>>> {
         let root = &parent.entry.root;
         let ids: Vec<String> = inputs.iter().map(|_| new_id()).collect();
-        // The root index of each child exists before the child does; a
-        // dangling one (if this call fails) is harmless and expires.
-        let backstop_ms = self.retention_ms().saturating_mul(2).max(60_000) + 7 * 86_400_000;
-        let mut pipe = redis::pipe();
-        for id in &ids {
-            pipe.cmd("SET")
-                .arg(self.keys().root_of(id))
-                .arg(root)
-                .arg("PX")
-                .arg(backstop_ms)
-                .ignore();
-        }
-        let _: () = pipe.query_async(&mut self.conn()).await?;
         let mut args = self.base_args(root);
         args.extend([
             parent.entry.op_id.clone(),
@@ -525,13 +563,74 @@ impl Store {
         ]);
         args.extend(ids.iter().cloned());
         args.extend(inputs.iter().map(json));
-        let outcome = self
-            .transition(&scripts::SPAWN, root, &parent.entry.op_id, &args, 1)
-            .await?;
+        let build = || {
+            let mut pipe = redis::pipe();
+            // The root index of each child exists before the child does; a
+            // dangling one (if the script refuses) is removed below.
+            let backstop_ms = self.retention_ms().saturating_mul(2).max(60_000) + 7 * 86_400_000;
+            for id in &ids {
+                pipe.cmd("SET")
+                    .arg(self.keys().root_of(id))
+                    .arg(root)
+                    .arg("PX")
+                    .arg(backstop_ms)
+                    .ignore();
+            }
+            pipe.cmd("EVALSHA")
+                .arg(scripts::SPAWN.get_hash())
+                .arg(1)
+                .arg(self.keys().op(root, &parent.entry.op_id))
+                .arg(&args);
+            // Queue entries for the new children, in the same round trip;
+            // an entry of a child never created is dropped at claim time.
+            for id in &ids {
+                pipe.cmd("XADD")
+                    .arg(self.keys().ready(0))
+                    .arg("*")
+                    .arg("o")
+                    .arg(id)
+                    .arg("r")
+                    .arg(root)
+                    .arg("g")
+                    .arg(1)
+                    .ignore();
+            }
+            pipe
+        };
+        let mut conn = self.conn();
+        let reply: redis::RedisResult<(Value,)> = build().query_async(&mut conn).await;
+        let (reply,) = match reply {
+            Err(err)
+                if err.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+            {
+                self.load_scripts().await?;
+                build().query_async::<(Value,)>(&mut conn).await?
+            }
+            other => other?,
+        };
+        let outcome = Outcome::parse(reply, 1)?;
+        let children = spawned_children(outcome.value(0));
         if outcome.word != "ok" {
-            return Ok(None);
+            // Refused, or a re-run that got the first run's children: the
+            // root indexes of this call's ids point at nothing.
+            let mut cleanup = redis::pipe();
+            for id in &ids {
+                cleanup.del(self.keys().root_of(id)).ignore();
+            }
+            let _: () = cleanup.query_async(&mut conn).await?;
         }
-        Ok(Some(spawned_children(outcome.value(0))))
+        match outcome.word.as_str() {
+            "ok" => Ok(Some(children)),
+            "again" => {
+                let requeue: Vec<(&str, &str, u64)> = children
+                    .iter()
+                    .map(|child| (root.as_str(), child.id.as_str(), child.generation))
+                    .collect();
+                self.enqueue(&requeue).await?;
+                Ok(Some(children))
+            }
+            _ => Ok(None),
+        }
     }
 
     /// The parent's handler returned while children run: park it. Returns how
@@ -550,7 +649,7 @@ impl Store {
             json(state),
         ]);
         let outcome = self
-            .transition(
+            .transition_only(
                 &scripts::WAIT_CHILDREN,
                 &job.entry.root,
                 &job.entry.op_id,
@@ -597,6 +696,12 @@ fn claim_from(entry: &QueueEntry, outcome: &Outcome) -> Claim {
         state: serde_json::from_str(outcome.value(6)).unwrap_or(Json::Null),
         max_attempts: outcome.value(7).parse().unwrap_or(1),
         request_id: outcome.value(8).to_owned(),
+        policy: parse_policy(outcome.value(9)),
+        deadline_left_ms: outcome
+            .value(10)
+            .parse::<i64>()
+            .ok()
+            .and_then(|left| u64::try_from(left).ok()),
     };
     match outcome.word.as_str() {
         "run" => Claim::Run(job()),
@@ -605,6 +710,20 @@ fn claim_from(entry: &QueueEntry, outcome: &Outcome) -> Claim {
         "busy" => Claim::Busy,
         _ => Claim::Drop,
     }
+}
+
+fn parse_policy(name: &str) -> FailurePolicy {
+    match name {
+        "fail_fast" => FailurePolicy::FailFast,
+        "ignore_failures" => FailurePolicy::IgnoreFailures,
+        _ => FailurePolicy::WaitAll,
+    }
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis() as u64)
 }
 
 /// Percent as a JSON number: finite, within 0..=100.

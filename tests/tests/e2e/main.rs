@@ -2,10 +2,21 @@
 //! services (in-process on port 0, or the real binary where a process must
 //! be killed or signalled). One test binary, one module per area.
 
+mod api_auth;
+mod api_errors;
+mod api_idempotency;
+mod api_observe;
+mod api_redis;
+mod api_routes;
+mod cli;
+mod cli_client;
+mod cli_live;
 mod foundation;
 mod realtime_auth;
 mod realtime_delivery;
 mod realtime_resilience;
+mod worker;
+mod worker_processes;
 
 /// The `longrun` program under test, built by cargo before this binary.
 pub const LONGRUN: &str = env!("CARGO_BIN_EXE_longrun-e2e");

@@ -14,7 +14,7 @@ use crate::handler::{Handler, JobError, Outcome};
 use crate::kinds::parse_input;
 
 #[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct SleepInput {
     pub duration_ms: u64,
     pub steps: u32,
@@ -37,10 +37,7 @@ pub struct DemoSleep;
 #[async_trait]
 impl Handler for DemoSleep {
     fn spec(&self) -> KindSpec {
-        kinds::builtin()
-            .into_iter()
-            .find(|spec| spec.kind == kinds::DEMO_SLEEP)
-            .expect("demo.sleep is built in")
+        kinds::builtin_spec(kinds::DEMO_SLEEP).expect("demo.sleep is built in")
     }
 
     async fn run(&self, ctx: JobContext, input: Value) -> Result<Outcome, JobError> {

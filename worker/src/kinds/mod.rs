@@ -1,8 +1,13 @@
 //! The built-in operation kinds.
 //!
 //! - [`demo_sleep`]: sleeps in steps with progress; can fail on purpose.
-//! - [`demo_fanout`]: a parent of many `demo.sleep` children.
+//! - [`demo_fanout`]: a parent of many `demo.sleep` children (or of
+//!   fan-outs, for deeper trees).
+//! - [`data_import`]: validates a CSV in batches run as child jobs.
+//! - [`calc_primes`]: counts primes with a sieve on the blocking pool.
 
+pub mod calc_primes;
+pub mod data_import;
 pub mod demo_fanout;
 pub mod demo_sleep;
 
@@ -15,6 +20,9 @@ use crate::handler::{JobError, Registry};
 pub fn register_builtin(registry: &mut Registry) {
     registry.register(demo_sleep::DemoSleep);
     registry.register(demo_fanout::DemoFanout);
+    registry.register(data_import::DataImport);
+    registry.register(data_import::batch::DataImportBatch);
+    registry.register(calc_primes::CalcPrimes);
 }
 
 /// Reads a handler's input into its typed form. The api validated it
