@@ -92,7 +92,10 @@ impl StandIn {
             .retrying(|| self.store.complete(&self.job, result, None))
             .await;
         assert_eq!(outcome.word, "ok", "completion was fenced");
-        let _ = self.store.ack(std::slice::from_ref(&self.job.entry.entry_id)).await;
+        let _ = self
+            .store
+            .ack(std::slice::from_ref(&self.job.entry.entry_id))
+            .await;
     }
 
     /// Emits `count` progress events as fast as Redis takes them, then
