@@ -131,10 +131,20 @@ pub async fn serve(socket: WebSocket, gateway: Gateway, admitted: Admitted) {
     }
     outbox.end(end);
     drop(connection);
-    if tokio::time::timeout(WRITER_GRACE, &mut writer)
-        .await
-        .is_err()
-    {
+    // The closing handshake: the writer sends the close frame, then the
+    // peer's answer is read before the socket goes, so a client that was
+    // writing meanwhile still reads the close code (not a reset).
+    let closing = async {
+        let _ = (&mut writer).await;
+        if matches!(end, End::Close(..)) {
+            while let Some(Ok(message)) = receiver.next().await {
+                if matches!(message, Message::Close(_)) {
+                    break;
+                }
+            }
+        }
+    };
+    if tokio::time::timeout(WRITER_GRACE, closing).await.is_err() {
         // The client stopped reading: its close frame cannot get through.
         writer.abort();
     }

@@ -187,3 +187,106 @@ impl WsClient {
 pub fn seqs(events: &[Value]) -> Vec<u64> {
     events.iter().filter_map(|e| e["seq"].as_u64()).collect()
 }
+
+/// A peer that completes the WebSocket handshake and then never writes a
+/// byte — not even the pongs a WebSocket library sends by itself — like a
+/// client whose network vanished. It only reads what the server sends.
+pub struct SilentPeer {
+    stream: TcpStream,
+    buffer: Vec<u8>,
+}
+
+impl SilentPeer {
+    /// Connects to `url` (`ws://HOST:PORT/PATH?QUERY`) and upgrades.
+    pub async fn connect(url: &str) -> std::io::Result<SilentPeer> {
+        use tokio::io::AsyncWriteExt;
+        let request = url.into_client_request().map_err(std::io::Error::other)?;
+        let uri = request.uri();
+        let authority = uri
+            .authority()
+            .ok_or_else(|| std::io::Error::other("no host"))?
+            .to_string();
+        let path = uri
+            .path_and_query()
+            .map_or("/", |path| path.as_str())
+            .to_owned();
+        let mut stream = TcpStream::connect(&authority).await?;
+        let upgrade = format!(
+            "GET {path} HTTP/1.1\r\nHost: {authority}\r\nUpgrade: websocket\r\n\
+             Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+             Sec-WebSocket-Version: 13\r\n\r\n"
+        );
+        stream.write_all(upgrade.as_bytes()).await?;
+        let mut peer = SilentPeer {
+            stream,
+            buffer: Vec::new(),
+        };
+        let head = loop {
+            if let Some(end) = peer.buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+                break peer.buffer.drain(..end + 4).collect::<Vec<u8>>();
+            }
+            if !peer.fill().await? {
+                return Err(std::io::Error::other("closed during the handshake"));
+            }
+        };
+        if !head.starts_with(b"HTTP/1.1 101") {
+            return Err(std::io::Error::other(format!(
+                "upgrade refused: {}",
+                String::from_utf8_lossy(&head)
+            )));
+        }
+        Ok(peer)
+    }
+
+    /// Reads more bytes; `false` at end of stream.
+    async fn fill(&mut self) -> std::io::Result<bool> {
+        use tokio::io::AsyncReadExt;
+        let mut chunk = [0u8; 4096];
+        let read = self.stream.read(&mut chunk).await?;
+        self.buffer.extend_from_slice(&chunk[..read]);
+        Ok(read > 0)
+    }
+
+    /// Reads (unmasked) server frames until a close frame and returns its
+    /// code; `None` when the stream ends without one. Panics after `limit`.
+    pub async fn close_code(&mut self, limit: Duration) -> Option<u16> {
+        tokio::time::timeout(limit, async {
+            loop {
+                if let Some((opcode, payload)) = self.take_frame() {
+                    if opcode == 0x8 {
+                        return payload
+                            .get(..2)
+                            .map(|code| u16::from_be_bytes([code[0], code[1]]));
+                    }
+                    continue;
+                }
+                if !self.fill().await.unwrap_or(false) {
+                    return None;
+                }
+            }
+        })
+        .await
+        .expect("the server closes in time")
+    }
+
+    /// The next complete frame in the buffer: (opcode, payload).
+    fn take_frame(&mut self) -> Option<(u8, Vec<u8>)> {
+        let head = self.buffer.get(..2)?;
+        let opcode = head[0] & 0x0f;
+        let (length, start) = match head[1] & 0x7f {
+            126 => (
+                usize::from(u16::from_be_bytes(self.buffer.get(2..4)?.try_into().ok()?)),
+                4,
+            ),
+            127 => (
+                usize::try_from(u64::from_be_bytes(self.buffer.get(2..10)?.try_into().ok()?))
+                    .ok()?,
+                10,
+            ),
+            short => (usize::from(short), 2),
+        };
+        let payload = self.buffer.get(start..start + length)?.to_vec();
+        self.buffer.drain(..start + length);
+        Some((opcode, payload))
+    }
+}

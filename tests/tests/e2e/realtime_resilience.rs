@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use longrun_client::Client;
 use longrun_shared::redis_server::{RedisOptions, RedisServer, free_port};
-use longrun_tests::ws::{Received, seqs};
+use longrun_tests::ws::{Received, SilentPeer, seqs};
 use longrun_tests::{GatewayHandle, Platform, ProcessGuard, StandIn, WsClient, eventually, token};
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
@@ -220,5 +220,88 @@ async fn a_redis_restart_mid_stream_loses_and_repeats_nothing() {
         "from the current resource"
     );
     assert_eq!(seqs(&owned), contiguous(1, done.seq), "owner: self");
+    platform.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_made_while_redis_is_down_delivers_everything_once_it_is_back() {
+    let mut redis = RedisServer::start(RedisOptions {
+        append_only: true,
+        ..RedisOptions::default()
+    })
+    .expect("redis starts");
+    let platform = Platform::builder_on(&redis.url()).workers(0).start().await;
+    let client = platform.client("down");
+    let op = queued(&client).await;
+    let worker = StandIn::claim(&platform.store, &op.id).await;
+    worker.progress(10.0, &json!(null)).await;
+    let mut early = platform.ws("down").await;
+    early.subscribe(&op.id, Some(0)).await;
+    let mut events = Vec::new();
+    assert!(!read_events(&mut early, &op.id, &mut events, 3).await);
+
+    tokio::task::block_in_place(|| redis.stop());
+    // Both subscribe while Redis is away: the gateway checks and replays
+    // once it is back, and the relay subscribes again.
+    let mut late = platform.ws("down").await;
+    late.subscribe(&op.id, Some(0)).await;
+    let mut current = platform.ws("down").await;
+    current.subscribe(&op.id, None).await;
+    assert!(
+        late.until_pong().await.is_empty(),
+        "nothing can be read yet"
+    );
+    tokio::task::block_in_place(|| redis.start_again()).expect("redis is back");
+
+    let emitting = emit(worker, 50);
+    assert!(read_events(&mut early, &op.id, &mut events, usize::MAX).await);
+    let mut replayed = Vec::new();
+    assert!(read_events(&mut late, &op.id, &mut replayed, usize::MAX).await);
+    let subscribed = current.next_of_type("subscribed").await;
+    let from = subscribed["operation"]["seq"].as_u64().expect("seq");
+    let mut live = Vec::new();
+    assert!(read_events(&mut current, &op.id, &mut live, usize::MAX).await);
+    emitting.await.expect("the stand-in ran");
+    let done = eventually(Duration::from_secs(10), "the api to read again", || async {
+        client.get(&op.id).await.ok()
+    })
+    .await;
+    assert_eq!(seqs(&events), contiguous(1, done.seq), "subscribed before");
+    assert_eq!(
+        seqs(&replayed),
+        contiguous(1, done.seq),
+        "subscribed during the outage"
+    );
+    assert_eq!(
+        seqs(&live),
+        contiguous(from + 1, done.seq),
+        "from the current resource"
+    );
+    platform.stop().await;
+}
+
+#[tokio::test]
+async fn a_peer_that_stops_answering_pings_is_dropped_and_one_that_answers_is_kept() {
+    let platform = Platform::builder()
+        .workers(0)
+        .config(|config| config.realtime.ping_interval = Duration::from_secs(1))
+        .start()
+        .await;
+    let mut answering = platform.ws("pings").await;
+    let url = format!("{}/v1/ws?access_token={}", platform.ws_url, token("pings"));
+    let mut silent = SilentPeer::connect(&url).await.expect("upgraded");
+    // Reading answers the gateway's pings (the client library does it);
+    // nothing else arrives for well over three ping intervals. The silent
+    // peer never writes a byte, so it never answers a ping.
+    let (quiet, dropped) = tokio::join!(
+        tokio::time::timeout(
+            Duration::from_secs(6),
+            answering.receive(Duration::from_secs(10)),
+        ),
+        silent.close_code(Duration::from_secs(10)),
+    );
+    assert_eq!(dropped, Some(1001), "the silent peer is dropped");
+    assert!(quiet.is_err(), "kept, and silent: {quiet:?}");
+    assert!(answering.until_pong().await.is_empty(), "still served");
     platform.stop().await;
 }
