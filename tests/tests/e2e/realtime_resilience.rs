@@ -253,12 +253,21 @@ async fn a_subscription_made_while_redis_is_down_delivers_everything_once_it_is_
     );
     tokio::task::block_in_place(|| redis.start_again()).expect("redis is back");
 
-    let emitting = emit(worker, 50);
+    // Events while the relay may still be reconnecting...
+    for step in 1..=25 {
+        worker
+            .progress(10.0 + f64::from(step), &json!({"step": step}))
+            .await;
+    }
+    // ...and, once the current resource was sent, up to the terminal one
+    // (emitted after `subscribed`, so that subscription has live events).
+    let subscribed = current.next_of_type("subscribed").await;
+    let from = subscribed["operation"]["seq"].as_u64().expect("seq");
+    assert_eq!(subscribed["operation"]["done"], false);
+    let emitting = emit(worker, 25);
     assert!(read_events(&mut early, &op.id, &mut events, usize::MAX).await);
     let mut replayed = Vec::new();
     assert!(read_events(&mut late, &op.id, &mut replayed, usize::MAX).await);
-    let subscribed = current.next_of_type("subscribed").await;
-    let from = subscribed["operation"]["seq"].as_u64().expect("seq");
     let mut live = Vec::new();
     assert!(read_events(&mut current, &op.id, &mut live, usize::MAX).await);
     emitting.await.expect("the stand-in ran");
