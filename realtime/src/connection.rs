@@ -286,15 +286,33 @@ impl Connection {
         self.last_source
     }
 
-    /// Makes room for a subscription under `key`: stops the one it
-    /// replaces, forgets finished ones. `false` at the limit.
-    fn make_room(&mut self, key: &str) -> bool {
-        if let Some(previous) = self.subscriptions.remove(key) {
-            self.stop(previous);
-            return true;
+    /// Makes room for a subscription under `key` and counts it against
+    /// the owner: stops the one it replaces, forgets finished ones. `None`
+    /// (after an `error` frame `limit`) when the connection or the owner
+    /// holds too many.
+    fn admit(&mut self, key: &str, operation_id: Option<&str>) -> Option<Slot> {
+        let owner = self.principal.as_ref()?.owner.clone();
+        let replaces = match self.subscriptions.remove(key) {
+            Some(previous) => {
+                self.stop(previous);
+                true
+            }
+            None => false,
+        };
+        if !replaces {
+            self.subscriptions.retain(|_, sub| !sub.task.is_finished());
+            if self.subscriptions.len() >= self.gateway.config.realtime.max_subscriptions {
+                let message = "too many subscriptions on this connection";
+                self.error(code::LIMIT, message, operation_id);
+                return None;
+            }
         }
-        self.subscriptions.retain(|_, sub| !sub.task.is_finished());
-        self.subscriptions.len() < self.gateway.config.realtime.max_subscriptions
+        let slot = self.gateway.admission.subscription(&owner, replaces);
+        if slot.is_none() {
+            let message = "too many subscriptions for this owner";
+            self.error(code::LIMIT, message, operation_id);
+        }
+        slot
     }
 
     fn subscribe_operation(&mut self, id: String, after_seq: Option<u64>) {
@@ -305,27 +323,22 @@ impl Connection {
             self.error(code::NOT_FOUND, "no such operation", Some(&id));
             return;
         }
-        if !self.make_room(&id) {
-            self.error(
-                code::LIMIT,
-                "too many subscriptions on this connection",
-                Some(&id),
-            );
+        let Some(slot) = self.admit(&id, Some(&id)) else {
             return;
-        }
+        };
         let source = self.next_source();
         let sink = Sink {
             outbox: self.outbox.clone(),
             source,
         };
         let start = after_seq.map_or(Start::Current, Start::AfterSeq);
-        let task = tokio::spawn(follow::follow_operation(
-            self.gateway.clone(),
-            viewer,
-            id.clone(),
-            start,
-            sink,
-        ));
+        let following =
+            follow::follow_operation(self.gateway.clone(), viewer, id.clone(), start, sink);
+        let task = tokio::spawn(async move {
+            // Counted against the owner until the subscription ends.
+            let _slot = slot;
+            following.await;
+        });
         self.subscriptions.insert(id, Subscription { source, task });
     }
 
@@ -342,26 +355,20 @@ impl Connection {
             // Already following everything of this owner.
             return;
         }
-        if !self.make_room(OWNER_SELF) {
-            self.error(
-                code::LIMIT,
-                "too many subscriptions on this connection",
-                None,
-            );
+        let Some(slot) = self.admit(OWNER_SELF, None) else {
             return;
-        }
+        };
         let source = self.next_source();
         let sink = Sink {
             outbox: self.outbox.clone(),
             source,
         };
         let since_ms = owner::unix_ms_now();
-        let task = tokio::spawn(owner::follow_owner(
-            self.gateway.clone(),
-            owner,
-            since_ms,
-            sink,
-        ));
+        let following = owner::follow_owner(self.gateway.clone(), owner, since_ms, sink);
+        let task = tokio::spawn(async move {
+            let _slot = slot;
+            following.await;
+        });
         self.subscriptions
             .insert(OWNER_SELF.to_owned(), Subscription { source, task });
     }

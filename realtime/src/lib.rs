@@ -116,7 +116,10 @@ impl Gateway {
         Ok(Gateway {
             shared: Arc::new(Shared {
                 verifier: Verifier::new(&config.jwt),
-                admission: Admission::new(config.realtime.max_connections_per_owner),
+                admission: Admission::new(
+                    config.realtime.max_connections_per_owner,
+                    config.realtime.max_subscriptions_per_owner,
+                ),
                 relay,
                 store,
                 config,

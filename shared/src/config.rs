@@ -74,6 +74,8 @@ pub struct RealtimeConfig {
     pub max_subscriptions: usize,
     /// `LONGRUN_WS_MAX_CONNECTIONS_PER_OWNER`.
     pub max_connections_per_owner: usize,
+    /// `LONGRUN_WS_MAX_SUBSCRIPTIONS_PER_OWNER`: over all of one owner's connections.
+    pub max_subscriptions_per_owner: usize,
     /// `LONGRUN_WS_QUEUE`: outgoing frames buffered per connection before progress is coalesced.
     pub queue_soft: usize,
     /// `LONGRUN_WS_QUEUE_HARD`: past this many pending frames the connection closes with 4008.
@@ -133,6 +135,11 @@ impl Config {
                 max_connections_per_owner: parse(
                     &get,
                     "LONGRUN_WS_MAX_CONNECTIONS_PER_OWNER",
+                    10_000,
+                )?,
+                max_subscriptions_per_owner: parse(
+                    &get,
+                    "LONGRUN_WS_MAX_SUBSCRIPTIONS_PER_OWNER",
                     10_000,
                 )?,
                 queue_soft: parse(&get, "LONGRUN_WS_QUEUE", 256)?.max(1),

@@ -119,11 +119,18 @@ async fn a_first_auth_frame_authenticates_and_without_one_the_connection_closes(
         .await;
     assert_eq!(garbage.close_code(Duration::from_secs(5)).await, Some(4001));
 
+    let connected_at = std::time::Instant::now();
     let mut silent = WsClient::connect(&url).await.expect("upgrades");
     assert_eq!(
         silent.close_code(Duration::from_secs(15)).await,
         Some(4001),
         "no auth frame within 10 s"
+    );
+    // Generous: it got its whole window, not a shorter one.
+    assert!(
+        connected_at.elapsed() >= Duration::from_secs(9),
+        "closed after {:?}, before the 10 s window ended",
+        connected_at.elapsed()
     );
     platform.stop().await;
 }

@@ -531,3 +531,84 @@ async fn subscriptions_are_limited_replaced_and_ended_by_unsubscribe() {
     );
     platform.stop().await;
 }
+
+/// Subscribes to `id` (from the current resource) and returns the answer:
+/// the `subscribed` frame or an `error`.
+async fn try_subscribe(ws: &mut WsClient, id: &str) -> Value {
+    ws.subscribe(id, None).await;
+    loop {
+        let frame = ws.next_frame().await;
+        if frame["type"] == "subscribed" || frame["type"] == "error" {
+            return frame;
+        }
+    }
+}
+
+#[tokio::test]
+async fn subscriptions_per_owner_are_limited_over_all_its_connections() {
+    let platform = Platform::builder()
+        .workers(0)
+        .config(|config| config.realtime.max_subscriptions_per_owner = 3)
+        .start()
+        .await;
+    let client = platform.client("many");
+    let mut ops = Vec::new();
+    for _ in 0..4 {
+        ops.push(queued(&client).await.id);
+    }
+    let mut first = platform.ws("many").await;
+    let mut second = platform.ws("many").await;
+    assert_eq!(
+        try_subscribe(&mut first, &ops[0]).await["type"],
+        "subscribed"
+    );
+    assert_eq!(
+        try_subscribe(&mut first, &ops[1]).await["type"],
+        "subscribed"
+    );
+    assert_eq!(
+        try_subscribe(&mut second, &ops[2]).await["type"],
+        "subscribed"
+    );
+    let limited = try_subscribe(&mut second, &ops[3]).await;
+    assert_eq!(limited["code"], "limit", "{limited}");
+    assert_eq!(limited["operation_id"], ops[3].as_str());
+    second
+        .send(json!({"type": "subscribe", "owner": "self"}))
+        .await;
+    let limited = second.next_of_type("error").await;
+    assert_eq!(limited["code"], "limit", "owner: self counts too");
+    // Another owner has its own budget; replacing a subscription fits.
+    let other = queued(&platform.client("few")).await;
+    let mut few = platform.ws("few").await;
+    assert_eq!(
+        try_subscribe(&mut few, &other.id).await["type"],
+        "subscribed"
+    );
+    assert_eq!(
+        try_subscribe(&mut second, &ops[2]).await["type"],
+        "subscribed"
+    );
+
+    // Ending one (here: the operation finishes) frees its place.
+    StandIn::claim(&platform.store, &ops[0])
+        .await
+        .run_fast(2, &json!(null))
+        .await;
+    first.events_until_terminal(&ops[0]).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let answer = try_subscribe(&mut second, &ops[3]).await;
+        if answer["type"] == "subscribed" {
+            break;
+        }
+        assert_eq!(answer["code"], "limit", "{answer}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a finished subscription released its place"
+        );
+        // The finished subscription's task ends on its own; no event tells when.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    platform.stop().await;
+}
