@@ -14,6 +14,7 @@ mod cli_live;
 mod foundation;
 mod realtime_auth;
 mod realtime_delivery;
+mod realtime_metrics;
 mod realtime_resilience;
 mod worker;
 mod worker_processes;
