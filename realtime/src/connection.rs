@@ -34,6 +34,9 @@ use crate::{Gateway, writer};
 
 /// How long a connection without a token may wait for its `auth` frame.
 const AUTH_WINDOW: Duration = Duration::from_secs(10);
+/// Longest a token is taken to live (100 years): far enough to never matter,
+/// near enough that `now + it` cannot overflow an `Instant`.
+const MAX_TOKEN_LIFE: Duration = Duration::from_secs(100 * 365 * 86_400);
 /// How long the writer gets to send the close frame before it is stopped.
 const WRITER_GRACE: Duration = Duration::from_secs(3);
 /// The key of the `owner: "self"` subscription in a connection's table
@@ -150,13 +153,18 @@ pub async fn serve(socket: WebSocket, gateway: Gateway, admitted: Admitted) {
     }
 }
 
-/// A failed read: a message over the size limit gets 1009, anything else
-/// means the peer is gone.
+/// A failed read closes with its RFC 6455 code (§7.4.1): 1009 past the
+/// size bound, 1007 for a text frame that is not UTF-8, 1002 for other
+/// protocol violations; anything else means the peer is gone.
 fn read_failed(err: axum::Error) -> End {
     use tokio_tungstenite::tungstenite::Error as WsError;
     let source = err.into_inner();
     match source.downcast_ref::<WsError>() {
         Some(WsError::Capacity(_)) => End::Close(close::TOO_BIG, "message too big"),
+        Some(WsError::Utf8(_)) => End::Close(close::INVALID_DATA, "text frames must be UTF-8"),
+        Some(WsError::Protocol(_)) => {
+            End::Close(close::PROTOCOL_ERROR, "WebSocket protocol violation")
+        }
         _ => {
             debug!(error = %source, "connection read failed");
             End::Finish
@@ -190,7 +198,7 @@ impl Connection {
             );
             return None;
         }
-        let frame = match serde_json::from_str::<ClientFrame>(text) {
+        let frame = match ClientFrame::parse(text) {
             Ok(frame) => frame,
             Err(err) => {
                 let id = operation_id_of(text);
@@ -399,10 +407,14 @@ impl Drop for Connection {
 }
 
 /// The instant a token's `expires_at` (seconds since the epoch) falls on.
+/// A token may be signed to expire in billions of years: the instant is
+/// capped instead of overflowing.
 fn instant_of(expires_at: u64) -> Instant {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
-    let left = Duration::from_secs(expires_at).saturating_sub(now);
+    let left = Duration::from_secs(expires_at)
+        .saturating_sub(now)
+        .min(MAX_TOKEN_LIFE);
     Instant::now() + left
 }

@@ -36,6 +36,22 @@ pub enum ClientFrame {
     Ping {},
 }
 
+impl ClientFrame {
+    /// Reads a text frame. Only a JSON object is a frame: serde would also
+    /// read an internally tagged enum from an array (`["ping"]`), which the
+    /// protocol does not allow.
+    pub fn parse(text: &str) -> Result<ClientFrame, String> {
+        let opening = text
+            .trim_start_matches([' ', '\t', '\n', '\r'])
+            .chars()
+            .next();
+        if opening != Some('{') {
+            return Err("frames are JSON objects with a `type`".to_owned());
+        }
+        serde_json::from_str(text).map_err(|err| err.to_string())
+    }
+}
+
 /// The `operation_id` of a frame that did not parse, if it has one, so the
 /// `bad_request` answer names the subscription it is about.
 pub fn operation_id_of(text: &str) -> Option<String> {
@@ -103,6 +119,10 @@ pub mod close {
     /// The gateway is shutting down, or the peer stopped answering pings:
     /// reconnect (elsewhere) and resubscribe with `after_seq`.
     pub const GOING_AWAY: u16 = 1001;
+    /// The client broke the WebSocket protocol (e.g. a reserved opcode).
+    pub const PROTOCOL_ERROR: u16 = 1002;
+    /// A text frame that is not UTF-8.
+    pub const INVALID_DATA: u16 = 1007;
     /// A message over [`super::MAX_SOCKET_MESSAGE`].
     pub const TOO_BIG: u16 = 1009;
     /// Bad, expired or missing token.
@@ -136,6 +156,23 @@ mod tests {
             serde_json::from_str::<ClientFrame>(r#"{"type":"subscribe","after_seq":"x"}"#).is_err()
         );
         assert!(serde_json::from_str::<ClientFrame>(r#"{"type":"launch"}"#).is_err());
+    }
+
+    #[test]
+    fn only_json_objects_are_frames() {
+        assert_eq!(
+            ClientFrame::parse(" \n{\"type\":\"ping\"}"),
+            Ok(ClientFrame::Ping {})
+        );
+        for text in [
+            r#"["ping"]"#,
+            r#"["unsubscribe"]"#,
+            r#"["subscribe","x",null,3]"#,
+            "null",
+            "",
+        ] {
+            assert!(ClientFrame::parse(text).is_err(), "{text}");
+        }
     }
 
     #[test]
