@@ -314,3 +314,56 @@ async fn a_peer_that_stops_answering_pings_is_dropped_and_one_that_answers_is_ke
     assert!(answering.until_pong().await.is_empty(), "still served");
     platform.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateways_side_by_side_serve_the_same_streams_and_a_client_moves_between_them() {
+    let platform = Platform::builder()
+        .workers(0)
+        .without_realtime()
+        .start()
+        .await;
+    // Two gateways on the same Redis, nothing else between them (as
+    // behind a load balancer).
+    let mut east = GatewayHandle::start(&platform.config).await;
+    let mut west = GatewayHandle::start(&platform.config).await;
+    // Everything of the owner from now on, on west.
+    let mut owner_on_west = reconnect(&west.url(), "pair").await;
+    owner_on_west
+        .send(json!({"type": "subscribe", "owner": "self"}))
+        .await;
+    assert!(owner_on_west.until_pong().await.is_empty());
+    let client = platform.client("pair");
+    let op = queued(&client).await;
+    let worker = StandIn::claim(&platform.store, &op.id).await;
+
+    let mut on_east = reconnect(&east.url(), "pair").await;
+    on_east.subscribe(&op.id, Some(0)).await;
+    let mut mover = reconnect(&east.url(), "pair").await;
+    mover.subscribe(&op.id, Some(0)).await;
+
+    let emitting = emit(worker, 200);
+    let mut moved = Vec::new();
+    assert!(!read_events(&mut mover, &op.id, &mut moved, 50).await);
+    // The client leaves east (as a balancer may send it anywhere) and
+    // resumes on west from its last seq.
+    mover.close().await;
+    let last = seqs(&moved).last().copied().expect("a seq");
+    let mut resumed = reconnect(&west.url(), "pair").await;
+    resumed.subscribe(&op.id, Some(last)).await;
+    assert!(read_events(&mut resumed, &op.id, &mut moved, usize::MAX).await);
+
+    let mut east_events = Vec::new();
+    assert!(read_events(&mut on_east, &op.id, &mut east_events, usize::MAX).await);
+    let mut west_events = Vec::new();
+    assert!(read_events(&mut owner_on_west, &op.id, &mut west_events, usize::MAX).await);
+    emitting.await.expect("the stand-in ran");
+    let done = client.get(&op.id).await.expect("read");
+    let all = contiguous(1, done.seq);
+    assert_eq!(seqs(&east_events), all, "an operation subscription on east");
+    assert_eq!(seqs(&west_events), all, "owner: self on west");
+    assert_eq!(seqs(&moved), all, "the client that moved: exactly 1..n");
+    drop((on_east, owner_on_west, resumed));
+    east.stop().await;
+    west.stop().await;
+    platform.stop().await;
+}
