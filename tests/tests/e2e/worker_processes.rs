@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use longrun_client::{Client, StartOptions};
+use longrun_client::{Client, StartOptions, StartParams};
 use longrun_shared::model::{Event, EventType, Operation, Status};
 use longrun_tests::tree::{children, count, events, ms_between, nodes};
 use longrun_tests::{Platform, ProcessGuard, eventually};
@@ -146,10 +146,10 @@ async fn a_paused_worker_past_its_lease_is_fenced_out() {
         .start(
             "demo.sleep",
             &json!({"duration_ms": 4_000, "steps": 40}),
-            &StartOptions {
+            &StartOptions::from(StartParams {
                 max_attempts: Some(3),
-                ..StartOptions::default()
-            },
+                ..StartParams::default()
+            }),
         )
         .await
         .expect("started");
@@ -208,10 +208,10 @@ async fn sigterm_hands_work_back_without_consuming_an_attempt() {
         .start(
             "demo.sleep",
             &json!({"duration_ms": 5_000, "steps": 25}),
-            &StartOptions {
+            &StartOptions::from(StartParams {
                 max_attempts: Some(1),
-                ..StartOptions::default()
-            },
+                ..StartParams::default()
+            }),
         )
         .await
         .expect("started");
