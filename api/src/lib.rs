@@ -41,9 +41,12 @@ use tracing::info;
 
 pub use catalog::Catalog;
 
-/// What every handler shares.
+/// What every handler shares; cloned per request, so it is one `Arc`.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+/// The contents of [`AppState`].
+pub struct Shared {
     pub store: Store,
     pub verifier: Verifier,
     pub catalog: Catalog,
@@ -58,6 +61,14 @@ pub struct AppState {
 impl std::fmt::Debug for AppState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AppState").finish_non_exhaustive()
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
     }
 }
 
@@ -87,7 +98,7 @@ impl AppState {
             config.retention,
         )?;
         let relay = Relay::start(store.client().clone(), 64);
-        Ok(AppState {
+        Ok(AppState(Arc::new(Shared {
             verifier: Verifier::new(&config.jwt),
             catalog: Catalog::builtin(),
             relay,
@@ -95,14 +106,19 @@ impl AppState {
             config: Arc::new(config),
             store,
             shutdown: CancellationToken::new(),
-        })
+        })))
     }
 }
 
-/// The router with every route and layer.
+/// The router with every route and layer, and the web dashboard at `/ui/`.
 pub fn app(state: AppState) -> Router {
     let body_limit = state.config.body_limit_bytes;
-    observe::layers(routes::router().layer(DefaultBodyLimit::max(body_limit))).with_state(state)
+    let dashboard = longrun_ui::router(longrun_ui::UiSettings {
+        public_ws_url: state.config.public_ws_url.clone(),
+        ws_port: state.config.ws_addr.port(),
+    });
+    let routes = routes::router().merge(dashboard);
+    observe::layers(routes.layer(DefaultBodyLimit::max(body_limit))).with_state(state)
 }
 
 /// Serves the api on `listener` until `shutdown` resolves, then finishes

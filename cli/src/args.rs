@@ -99,6 +99,10 @@ pub enum Command {
     Kinds(KindsArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions(CompletionArgs),
+    /// Exit 0 when URL answers 2xx within 2 s, else 1 (container health checks;
+    /// the runtime image has no shell or curl).
+    #[command(hide = true)]
+    Healthcheck(HealthcheckArgs),
 }
 
 #[derive(Debug, Args)]
@@ -344,4 +348,10 @@ mod tests {
             );
         }
     }
+}
+
+#[derive(Debug, Args)]
+pub struct HealthcheckArgs {
+    /// An http:// URL, e.g. http://127.0.0.1:8080/readyz
+    pub url: String,
 }

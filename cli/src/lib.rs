@@ -88,6 +88,7 @@ async fn run(cli: Cli) -> Outcome {
             Ok(exit::OK)
         }
         Command::Config => config::show(&settings(&global)?, global.json),
+        Command::Healthcheck(args) => Ok(services::healthcheck(&args.url).await),
         command => client_command(&global, command).await,
     }
 }
@@ -117,6 +118,7 @@ async fn client_command(global: &GlobalArgs, command: Command) -> Outcome {
         | Command::Realtime
         | Command::Token(_)
         | Command::Config
+        | Command::Healthcheck(_)
         | Command::Completions(_) => Ok(exit::OK),
     };
     outcome.map_err(|failure| failure.explain_token(ctx.token.as_ref()))

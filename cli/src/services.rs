@@ -234,6 +234,7 @@ impl Banner {
             "longrun dev is up.
 
   api        {api_url}   (OpenAPI: {api_url}/openapi.json)
+  dashboard  {api_url}/ui/
   websocket  {ws_url}/v1/ws
   redis      {redis_url}{redis_note}
 
@@ -249,5 +250,20 @@ Then: longrun start demo.sleep '{{\"duration_ms\":3000,\"steps\":30}}' --watch
 Ctrl-C stops everything.
 "
         );
+    }
+}
+
+/// `longrun healthcheck URL`: 0 when the URL answers 2xx within 2 s, else 1.
+pub async fn healthcheck(url: &str) -> u8 {
+    let client = match reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(2))
+        .build()
+    {
+        Ok(client) => client,
+        Err(_) => return 1,
+    };
+    match client.get(url).send().await {
+        Ok(response) if response.status().is_success() => 0,
+        _ => 1,
     }
 }
