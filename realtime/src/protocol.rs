@@ -10,7 +10,7 @@ pub const MAX_CLIENT_FRAME: usize = 64 * 1024;
 
 /// Largest message the socket takes at all: a bigger one is abuse, and the
 /// connection is closed with 1009 (it cannot be skipped without reading it).
-pub const MAX_SOCKET_MESSAGE: usize = 1024 * 1024;
+pub const MAX_SOCKET_MESSAGE: usize = 16 * 1024 * 1024;
 
 /// A frame from the client.
 #[derive(Debug, Clone, PartialEq, Deserialize)]

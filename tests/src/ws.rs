@@ -81,6 +81,12 @@ impl WsClient {
             .expect("frame sent");
     }
 
+    /// Sends a text message that the server may refuse mid-way (it closes
+    /// the connection), so a failed write is not an error here.
+    pub async fn send_text_refusable(&mut self, text: &str) {
+        let _ = self.socket.send(Message::text(text.to_owned())).await;
+    }
+
     pub async fn send_text(&mut self, text: &str) {
         self.socket
             .send(Message::text(text.to_owned()))
