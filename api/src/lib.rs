@@ -75,11 +75,7 @@ impl AppState {
     /// Builds the state from the configuration. Connects to Redis lazily:
     /// the api starts (and answers 503) while Redis is down.
     pub fn new(config: Config) -> Result<Self, ApiStartError> {
-        let store = Store::connect(
-            config.require_redis_url()?,
-            &config.redis_prefix,
-            config.retention,
-        )?;
+        let store = Store::from_config(&config)?;
         let relay = Relay::start(store.client().clone(), 64);
         Ok(AppState {
             verifier: Verifier::new(&config.jwt),
@@ -106,6 +102,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ApiStartError> {
     let state = AppState::new(config)?;
+    state.store.self_check(&state.config, "api").await?;
     let refresher = tokio::spawn(refresh_kinds(state.clone()));
     info!(addr = %listener.local_addr()?, "api listening");
     let result = axum::serve(listener, app(state))

@@ -159,12 +159,7 @@ impl PlatformBuilder {
                 .expect("worker runs");
             }));
         }
-        let store = Store::connect(
-            config.redis_url.as_deref().expect("redis url"),
-            &config.redis_prefix,
-            config.retention,
-        )
-        .expect("store connects");
+        let store = Store::from_config(&config).expect("store connects");
         Platform {
             config,
             api_url,
