@@ -1,6 +1,7 @@
 //! [`ApiError`]: every failure of a request, answered as RFC 9457
 //! `application/problem+json` with the contract's code — including axum's
-//! own rejections (unknown route, wrong method, bad query).
+//! own rejections (unknown route, wrong method, bad query). The body carries
+//! the request's id, so a user can quote it.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -8,8 +9,9 @@ use longrun_shared::auth::AuthError;
 use longrun_shared::problem::{Code, FieldError, PROBLEM_JSON, Problem};
 use longrun_shared::store::StoreError;
 
-/// Seconds a client should wait before retrying after a 503.
-const UNAVAILABLE_RETRY_S: u64 = 1;
+/// Seconds a client should wait before retrying after a 503 or an
+/// idempotent request still in flight.
+pub const RETRY_SOON_S: u64 = 1;
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -39,18 +41,22 @@ impl ApiError {
         error
     }
 
+    pub fn conflict(detail: impl Into<String>) -> Self {
+        ApiError::new(Code::Conflict, detail)
+    }
+
     pub fn unavailable(detail: impl Into<String>) -> Self {
-        ApiError {
-            retry_after: Some(UNAVAILABLE_RETRY_S),
-            ..ApiError::new(Code::Unavailable, detail)
-        }
+        ApiError::new(Code::Unavailable, detail).retry_after(RETRY_SOON_S)
     }
 
     pub fn rate_limited(retry_after_s: u64) -> Self {
-        ApiError {
-            retry_after: Some(retry_after_s.max(1)),
-            ..ApiError::new(Code::RateLimited, "too many operations started; slow down")
-        }
+        ApiError::new(Code::RateLimited, "too many operations started; slow down")
+            .retry_after(retry_after_s.max(1))
+    }
+
+    pub fn retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds);
+        self
     }
 }
 
@@ -59,7 +65,7 @@ impl From<StoreError> for ApiError {
         match err {
             StoreError::Redis(err) => {
                 tracing::warn!(error = %err, "redis unavailable");
-                metrics::counter!("longrun_api_redis_errors_total").increment(1);
+                metrics::counter!(crate::observe::REDIS_ERRORS).increment(1);
                 ApiError::unavailable("the operation store is unreachable; retry shortly")
             }
             StoreError::Data(detail) => {
@@ -77,7 +83,8 @@ impl From<AuthError> for ApiError {
 }
 
 impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+    fn into_response(mut self) -> Response {
+        self.problem.request_id = crate::observe::current_request_id();
         let status =
             StatusCode::from_u16(self.problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body = serde_json::to_vec(&self.problem).unwrap_or_default();
@@ -99,10 +106,10 @@ pub async fn not_found_route() -> ApiError {
     ApiError::new(Code::NotFound, "no such route; see /openapi.json")
 }
 
-/// Answer of known routes called with the wrong method.
+/// Answer of known routes called with the wrong method (axum adds `Allow`).
 pub async fn method_not_allowed() -> ApiError {
     ApiError::new(
         Code::MethodNotAllowed,
-        "this route does not take that method",
+        "this route does not take that method; see the Allow header",
     )
 }

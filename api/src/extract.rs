@@ -79,9 +79,10 @@ where
     }
 }
 
-/// A JSON request body: 415 unless it is `application/json` (an empty body
-/// without a content type reads as `{}`), 413 past the body limit, 400 with
-/// the line and column when it does not parse.
+/// A JSON request body: 415 unless it is `application/json` (or `+json`),
+/// 413 past the body limit, 400 with the line and column when it does not
+/// parse. An empty body (any content type, or none) reads as `{}`, so kinds
+/// whose input has defaults start with a bare `POST`.
 #[derive(Debug, Clone)]
 pub struct JsonInput(pub Value);
 
@@ -95,30 +96,24 @@ where
         let content_type = request
             .headers()
             .get(header::CONTENT_TYPE)
-            .and_then(|value| value.to_str().ok())
-            .map(str::to_owned);
+            .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned());
         let body = Bytes::from_request(request, state)
             .await
             .map_err(body_rejection)?;
-        match content_type {
-            None if body.iter().all(u8::is_ascii_whitespace) => {
-                return Ok(JsonInput(Value::Object(Default::default())));
-            }
-            Some(ref media) if is_json(media) => {}
-            Some(media) => {
-                return Err(ApiError::new(
-                    Code::UnsupportedMediaType,
-                    format!("send the input as application/json, not `{media}`"),
-                ));
-            }
-            None => {
-                return Err(ApiError::new(
-                    Code::UnsupportedMediaType,
-                    "send the input with Content-Type: application/json",
-                ));
-            }
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(JsonInput(Value::Object(Default::default())));
         }
-        parse_json(&body).map(JsonInput)
+        match content_type {
+            Some(ref media) if is_json(media) => parse_json(&body).map(JsonInput),
+            Some(media) => Err(ApiError::new(
+                Code::UnsupportedMediaType,
+                format!("send the input as application/json, not `{media}`"),
+            )),
+            None => Err(ApiError::new(
+                Code::UnsupportedMediaType,
+                "send the input with Content-Type: application/json",
+            )),
+        }
     }
 }
 

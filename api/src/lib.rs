@@ -11,14 +11,16 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Modules: [`routes`] (the handlers), [`extract`] (auth, query and body
-//! extractors that answer with problems), [`error`] (problem responses),
-//! [`catalog`] (kinds and their validators), [`openapi`], [`observe`]
-//! (request ids, metrics, tracing).
+//! Modules: [`routes`] (the handlers, one module per concern), [`extract`]
+//! (auth, query and body extractors that answer with problems), [`error`]
+//! (problem responses), [`catalog`] (kinds and their validators),
+//! [`idempotency`] (request fingerprints), [`openapi`], [`observe`]
+//! (request ids, metrics, tracing) and [`ratelimit`].
 
 pub mod catalog;
 pub mod error;
 pub mod extract;
+pub mod idempotency;
 pub mod observe;
 pub mod openapi;
 pub mod ratelimit;
@@ -34,6 +36,7 @@ use longrun_shared::auth::Verifier;
 use longrun_shared::relay::Relay;
 use longrun_shared::{Config, Store};
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 pub use catalog::Catalog;
@@ -47,6 +50,9 @@ pub struct AppState {
     pub relay: Relay,
     pub config: Arc<Config>,
     pub limiter: Option<Arc<ratelimit::OwnerLimiter>>,
+    /// Cancelled when the server starts shutting down: long polls answer
+    /// at once with the current state instead of holding the shutdown up.
+    pub shutdown: CancellationToken,
 }
 
 impl std::fmt::Debug for AppState {
@@ -84,18 +90,24 @@ impl AppState {
             limiter: ratelimit::OwnerLimiter::from_config(&config).map(Arc::new),
             config: Arc::new(config),
             store,
+            shutdown: CancellationToken::new(),
         })
     }
 }
 
-/// The router with every route and layer.
+/// The router with every route and layer, and the web dashboard at `/ui/`.
 pub fn app(state: AppState) -> Router {
     let body_limit = state.config.body_limit_bytes;
-    observe::layers(routes::router().layer(DefaultBodyLimit::max(body_limit))).with_state(state)
+    let dashboard = longrun_ui::router(longrun_ui::UiSettings {
+        public_ws_url: state.config.public_ws_url.clone(),
+        ws_port: state.config.ws_addr.port(),
+    });
+    let routes = routes::router().merge(dashboard);
+    observe::layers(routes.layer(DefaultBodyLimit::max(body_limit))).with_state(state)
 }
 
 /// Serves the api on `listener` until `shutdown` resolves, then finishes
-/// the requests in flight.
+/// the requests in flight (long polls answer at once).
 pub async fn run(
     config: Config,
     listener: TcpListener,
@@ -103,21 +115,32 @@ pub async fn run(
 ) -> Result<(), ApiStartError> {
     let state = AppState::new(config)?;
     state.store.self_check(&state.config, "api").await?;
-    let refresher = tokio::spawn(refresh_kinds(state.clone()));
+    // Install the recorder before the first request, not at the first scrape.
+    longrun_shared::telemetry::prometheus();
+    observe::describe_metrics();
+    let housekeeping = tokio::spawn(housekeeping(state.clone()));
     info!(addr = %listener.local_addr()?, "api listening");
+    let stopping = state.shutdown.clone();
     let result = axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            stopping.cancel();
+        })
         .await;
-    refresher.abort();
+    housekeeping.abort();
     info!("api stopped");
     Ok(result?)
 }
 
-/// Keeps the catalog in step with the kinds workers advertise.
-async fn refresh_kinds(state: AppState) {
+/// Every 10 s: keeps the catalog in step with the kinds workers advertise
+/// and lets the rate limiter forget owners that are back within their rate.
+async fn housekeeping(state: AppState) {
     loop {
         if let Err(err) = state.catalog.refresh(&state.store).await {
             tracing::debug!(error = %err, "could not refresh kinds");
+        }
+        if let Some(limiter) = &state.limiter {
+            limiter.shrink();
         }
         tokio::time::sleep(Duration::from_secs(10)).await;
     }

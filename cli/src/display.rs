@@ -1,221 +1,268 @@
-//! How `watch` and `status --watch` show an operation: an indicatif bar on
-//! a terminal (plus one summary line of children for a parent), plain lines
-//! when stdout is not a terminal, NDJSON with `--json`.
+//! How `watch`, `start --watch` and `status --watch` show an operation as
+//! it runs: on a terminal, an indicatif bar (percent, message, elapsed,
+//! ETA) plus, for a parent, one summary line of its children — never a bar
+//! per child; plain lines when stdout is not a terminal; NDJSON with
+//! `--json` (events for `watch`, resources for `status --watch`).
 
-use std::io::{IsTerminal, Write};
-use std::time::Duration;
+use std::io::IsTerminal;
+use std::time::{Duration, SystemTime};
 
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use longrun_client::{Event, EventType};
-use longrun_shared::model::{ChildCounts, Operation, Status};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
+use longrun_client::{ChildCounts, Event, EventType, Operation, Status, WatchUpdate};
 
-use crate::failure::exit;
+use crate::output;
+use crate::render::{
+    children_summary, compact, event_line, final_line, outcome_code, progress_text,
+};
 
-pub enum Display {
-    Bar {
-        bar: ProgressBar,
-        children: ProgressBar,
-        _multi: MultiProgress,
-    },
-    Plain,
-    Json,
+/// The bar counts tenths of a percent.
+const BAR_LENGTH: u64 = 1000;
+
+/// A live view of one operation.
+pub enum Live {
+    Bar(Bars),
+    Plain { last_seq: Option<u64> },
+    Json { last_seq: Option<u64> },
 }
 
-impl Display {
-    pub fn new(json: bool, operation: &Operation) -> Display {
+pub struct Bars {
+    multi: MultiProgress,
+    bar: ProgressBar,
+    children: Option<ProgressBar>,
+    /// The operation's own message, restored after a connection notice.
+    message: String,
+}
+
+impl Live {
+    /// A view fitting the output: NDJSON, a bar on a terminal, else lines.
+    /// Shows `operation`'s current state (except as NDJSON).
+    pub fn new(json: bool, operation: &Operation) -> Live {
         if json {
-            return Display::Json;
+            return Live::Json { last_seq: None };
         }
         if !std::io::stdout().is_terminal() {
-            return Display::Plain;
+            say!(
+                "{} {} {} {}",
+                operation.id,
+                operation.kind,
+                operation.status,
+                progress_text(
+                    operation.progress.percent,
+                    operation.progress.message.as_deref()
+                )
+            );
+            return Live::Plain {
+                last_seq: Some(operation.seq),
+            };
         }
-        let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stdout());
-        let bar = multi.add(ProgressBar::new(1000));
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{prefix} [{bar:40.cyan/blue}] {percent_precise:>7}% {elapsed_precise} eta {eta} {wide_msg}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-        );
-        bar.set_prefix(format!("{} {}", operation.kind, short(&operation.id)));
-        bar.enable_steady_tick(Duration::from_millis(200));
-        let children = multi.add(ProgressBar::new(0));
-        children.set_style(
-            ProgressStyle::with_template("  {msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
-        let display = Display::Bar {
-            bar,
-            children,
-            _multi: multi,
-        };
-        display.show_state(operation);
-        display
+        let mut live = Live::Bar(Bars::new(operation));
+        live.state(operation);
+        live
     }
 
-    /// Shows the operation's current state (from a GET or a `subscribed` frame).
-    pub fn show_state(&self, operation: &Operation) {
+    /// Shows a state read by polling (`status --watch`).
+    pub fn state(&mut self, operation: &Operation) {
         match self {
-            Display::Bar { bar, children, .. } => {
-                bar.set_position((operation.progress.percent * 10.0) as u64);
-                bar.set_message(operation.progress.message.clone().unwrap_or_default());
+            Live::Bar(bars) => {
+                bars.set_percent(operation.progress.percent);
+                bars.set_message(message_of(operation));
                 if operation.children.total > 0 {
-                    children.set_message(summary(&operation.children));
+                    bars.set_children(&operation.children);
                 }
             }
-            Display::Plain => {
-                println!(
-                    "{} {} {:.1}% {}",
-                    operation.id,
-                    operation.status,
-                    operation.progress.percent,
-                    operation.progress.message.as_deref().unwrap_or("")
-                );
+            Live::Plain { last_seq } => {
+                if *last_seq != Some(operation.seq) {
+                    *last_seq = Some(operation.seq);
+                    say!(
+                        "{} {}",
+                        operation.status,
+                        progress_text(
+                            operation.progress.percent,
+                            operation.progress.message.as_deref()
+                        )
+                    );
+                }
             }
-            Display::Json => print_json(&operation),
+            Live::Json { last_seq } => {
+                if *last_seq != Some(operation.seq) {
+                    *last_seq = Some(operation.seq);
+                    output::json(operation);
+                }
+            }
         }
     }
 
-    pub fn show_event(&self, event: &Event) {
+    /// Shows what the WebSocket brought.
+    pub fn update(&mut self, update: &WatchUpdate) {
+        match update {
+            WatchUpdate::Event(event) => self.event(event),
+            WatchUpdate::Disconnected { reason } => match self {
+                Live::Bar(bars) => bars
+                    .bar
+                    .set_message(format!("connection lost ({reason}); reconnecting…")),
+                _ => note!("connection lost ({reason}); reconnecting…"),
+            },
+            WatchUpdate::Reconnected => match self {
+                Live::Bar(bars) => bars.bar.set_message(bars.message.clone()),
+                _ => note!("reconnected; resuming after the last event seen"),
+            },
+            WatchUpdate::Notice { code, message } => match self {
+                Live::Bar(bars) => bars.bar.println(format!("{code}: {message}")),
+                _ => note!("{code}: {message}"),
+            },
+            _ => {}
+        }
+    }
+
+    fn event(&mut self, event: &Event) {
         match self {
-            Display::Json => print_json(event),
-            Display::Plain => {
-                let detail = match event.event_type {
-                    EventType::Progress => format!(
-                        "{:.1}% {}",
-                        event.data["percent"].as_f64().unwrap_or(0.0),
-                        event.data["message"].as_str().unwrap_or("")
-                    ),
-                    _ => compact(&event.data),
-                };
-                println!(
-                    "{:>5} {:<10} {detail}",
-                    event.seq,
-                    type_name(event.event_type)
-                );
-            }
-            Display::Bar { bar, children, .. } => match event.event_type {
+            Live::Json { .. } => output::json(event),
+            Live::Plain { .. } => say!("{}", event_line(event)),
+            Live::Bar(bars) => match event.event_type {
                 EventType::Progress => {
                     if let Some(percent) = event.data["percent"].as_f64() {
-                        bar.set_position((percent * 10.0) as u64);
+                        bars.set_percent(percent);
                     }
                     if let Some(message) = event.data["message"].as_str() {
-                        bar.set_message(message.to_owned());
+                        bars.set_message(message.to_owned());
                     }
                     if let Ok(counts) = serde_json::from_value::<ChildCounts>(
                         event.data["data"]["children"].clone(),
                     ) {
-                        children.set_message(summary(&counts));
+                        bars.set_children(&counts);
                     }
                 }
-                EventType::Retrying => bar.println(format!("retrying: {}", compact(&event.data))),
-                EventType::Started => bar.set_message(format!("attempt {}", event.data["attempt"])),
+                EventType::Started => {
+                    bars.set_message(format!("attempt {} started", event.data["attempt"]));
+                }
+                EventType::Retrying => {
+                    bars.bar
+                        .println(format!("retrying: {}", compact(&event.data)));
+                    bars.set_message("queued for a retry".to_owned());
+                }
                 _ => {}
             },
         }
     }
 
     /// Shows the final state; returns the exit code it means.
-    pub fn finish(&self, operation: &Operation) -> u8 {
-        let code = outcome_code(operation.status);
+    pub fn finish(self, operation: &Operation) -> u8 {
         match self {
-            Display::Json => {}
-            Display::Bar { bar, children, .. } => {
+            Live::Json { .. } => {}
+            Live::Bar(mut bars) => {
                 if operation.status == Status::Succeeded {
-                    bar.set_position(1000);
+                    bars.set_percent(100.0);
+                } else {
+                    bars.set_percent(operation.progress.percent);
                 }
+                bars.set_message(message_of(operation));
                 if operation.children.total > 0 {
-                    children.set_message(summary(&operation.children));
+                    bars.set_children(&operation.children);
                 }
-                children.finish();
-                bar.finish();
-                println!("{}", final_line(operation));
+                bars.stop(false);
+                say!("{}", final_line(operation));
             }
-            Display::Plain => println!("{}", final_line(operation)),
+            Live::Plain { .. } => say!("{}", final_line(operation)),
         }
-        code
+        outcome_code(operation.status)
     }
 
-    pub fn abandon(&self) {
-        if let Display::Bar { bar, children, .. } = self {
-            children.abandon();
-            bar.abandon();
+    /// Leaves the display as it is (Ctrl-C, an error).
+    pub fn abandon(self) {
+        if let Live::Bar(bars) = self {
+            bars.stop(true);
         }
     }
 }
 
-pub fn outcome_code(status: Status) -> u8 {
-    match status {
-        Status::Succeeded => exit::OK,
-        Status::Failed => exit::FAILED,
-        Status::Cancelled => exit::CANCELLED,
-        Status::Queued | Status::Running => exit::TIMED_OUT,
+impl Bars {
+    fn new(operation: &Operation) -> Bars {
+        let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stdout());
+        let bar = multi.add(ProgressBar::new(BAR_LENGTH).with_elapsed(running_for(operation)));
+        let style = ProgressStyle::with_template(
+            "{prefix} [{bar:40.cyan/blue}] {percent_1:>6} {elapsed_precise} eta {eta:<4} {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .with_key(
+            "percent_1",
+            |state: &ProgressState, out: &mut dyn std::fmt::Write| {
+                let _ = write!(out, "{:.1}%", state.pos() as f64 / 10.0);
+            },
+        )
+        .progress_chars("=> ");
+        bar.set_style(style);
+        bar.set_prefix(format!("{} {}", operation.kind, short(&operation.id)));
+        bar.enable_steady_tick(Duration::from_millis(200));
+        Bars {
+            multi,
+            bar,
+            children: None,
+            message: String::new(),
+        }
+    }
+
+    fn set_percent(&self, percent: f64) {
+        let position = (percent.clamp(0.0, 100.0) * 10.0).round() as u64;
+        self.bar.set_position(position);
+    }
+
+    fn set_message(&mut self, message: String) {
+        self.message.clone_from(&message);
+        self.bar.set_message(message);
+    }
+
+    /// The one summary line of a parent's children, added when first known.
+    fn set_children(&mut self, counts: &ChildCounts) {
+        let line = self.children.get_or_insert_with(|| {
+            let line = self.multi.add(ProgressBar::new(0));
+            line.set_style(
+                ProgressStyle::with_template("  {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            line
+        });
+        line.set_message(children_summary(counts));
+    }
+
+    /// Ends the bars: finished (they stay as drawn) or abandoned (Ctrl-C,
+    /// an error: they stay at their last state).
+    /// indicatif leaves the cursor at the end of its last (full-width)
+    /// line; a newline makes what follows a line of its own rather than a
+    /// soft wrap of the bar's.
+    fn stop(self, abandon: bool) {
+        for bar in [Some(&self.bar), self.children.as_ref()]
+            .into_iter()
+            .flatten()
+        {
+            if abandon {
+                bar.abandon();
+            } else {
+                bar.finish();
+            }
+        }
+        say!("");
     }
 }
 
-pub fn final_line(operation: &Operation) -> String {
-    let elapsed = match (&operation.started_at, &operation.finished_at) {
-        (Some(start), Some(end)) => match (
-            humantime::parse_rfc3339(start),
-            humantime::parse_rfc3339(end),
-        ) {
-            (Ok(start), Ok(end)) => end
-                .duration_since(start)
-                .map(|d| format!(" in {:.1}s", d.as_secs_f64()))
-                .unwrap_or_default(),
-            _ => String::new(),
-        },
-        _ => String::new(),
-    };
-    match operation.status {
-        Status::Succeeded => format!("succeeded{elapsed}: {}", compact(&operation.result)),
-        Status::Failed => match &operation.error {
-            Some(error) => format!("failed{elapsed}: {}: {}", error.code, error.message),
-            None => format!("failed{elapsed}"),
-        },
-        Status::Cancelled => format!("cancelled{elapsed}"),
-        other => format!("{other}"),
+/// What the bar's message says for a state.
+fn message_of(operation: &Operation) -> String {
+    match (operation.status, operation.progress.message.as_deref()) {
+        (Status::Queued, _) => "queued".to_owned(),
+        (_, Some(message)) => message.to_owned(),
+        (status, None) => status.to_string(),
     }
 }
 
-fn summary(counts: &ChildCounts) -> String {
-    format!(
-        "children: {} total, {} queued, {} running, {} succeeded, {} failed, {} cancelled",
-        counts.total,
-        counts.queued,
-        counts.running,
-        counts.succeeded,
-        counts.failed,
-        counts.cancelled
-    )
+/// How long the operation has been running, so the bar's clock is its.
+fn running_for(operation: &Operation) -> Duration {
+    operation
+        .started_at
+        .as_deref()
+        .and_then(|at| humantime::parse_rfc3339(at).ok())
+        .and_then(|at| SystemTime::now().duration_since(at).ok())
+        .unwrap_or_default()
 }
 
 fn short(id: &str) -> &str {
     id.get(id.len().saturating_sub(12)..).unwrap_or(id)
-}
-
-fn type_name(event_type: EventType) -> String {
-    serde_json::to_value(event_type)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
-}
-
-/// One-line JSON, cut to a readable length.
-pub fn compact(value: &serde_json::Value) -> String {
-    let text = value.to_string();
-    if text.chars().count() > 200 {
-        let cut: String = text.chars().take(197).collect();
-        format!("{cut}...")
-    } else {
-        text
-    }
-}
-
-pub fn print_json<T: serde::Serialize>(value: &T) {
-    let mut out = std::io::stdout().lock();
-    let _ = serde_json::to_writer(&mut out, value);
-    let _ = writeln!(out);
-    let _ = out.flush();
 }

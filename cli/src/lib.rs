@@ -3,10 +3,14 @@
 //! `main` over [`main`] here, so the end-to-end tests can build the same
 //! program as a binary of their own.
 
+#[macro_use]
+mod output;
 mod args;
 mod commands;
+mod credentials;
 mod display;
 mod failure;
+mod render;
 mod services;
 mod settings;
 
@@ -14,7 +18,8 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
 
-use crate::args::{Cli, Command};
+use crate::args::{Cli, Command, GlobalArgs};
+use crate::commands::{Outcome, config, manage, show, start, token, wait};
 use crate::failure::{Failure, exit};
 
 /// Runs the `longrun` command line with the process's arguments.
@@ -37,24 +42,28 @@ pub fn main() -> ExitCode {
     {
         Ok(runtime) => runtime,
         Err(err) => {
-            eprintln!("longrun: cannot start the async runtime: {err}");
+            note!("longrun: cannot start the async runtime: {err}");
             return ExitCode::from(exit::CONNECTION);
         }
     };
-    match runtime.block_on(run(cli)) {
-        Ok(code) => ExitCode::from(code),
+    let code = match runtime.block_on(run(cli)) {
+        Ok(code) => code,
         Err(failure) => {
-            eprintln!("longrun: {failure}");
-            ExitCode::from(failure.code)
+            note!("longrun: {failure}");
+            failure.code
         }
-    }
+    };
+    // Don't wait for blocking reads (stdin) that will never finish.
+    runtime.shutdown_background();
+    ExitCode::from(code)
 }
 
-async fn run(cli: Cli) -> Result<u8, Failure> {
+async fn run(cli: Cli) -> Outcome {
+    let global = cli.global;
     match cli.command {
         Command::Dev(args) => {
             longrun_shared::telemetry::init_tracing();
-            services::dev(&args).await
+            services::dev(&args, global.json).await
         }
         Command::Api => {
             longrun_shared::telemetry::init_tracing();
@@ -68,17 +77,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             longrun_shared::telemetry::init_tracing();
             services::realtime().await
         }
-        Command::Token(args) => commands::token(&args),
-        Command::Start(args) => commands::start(&args).await,
-        Command::Status(args) => commands::status(&args).await,
-        Command::Watch(args) => commands::watch(&args).await,
-        Command::Wait(args) => commands::wait(&args).await,
-        Command::Cancel(args) => commands::cancel(&args).await,
-        Command::Delete(args) => commands::delete(&args).await,
-        Command::List(args) => commands::list(&args).await,
-        Command::Events(args) => commands::events(&args).await,
-        Command::Children(args) => commands::children(&args).await,
-        Command::Kinds(args) => commands::kinds(&args).await,
+        Command::Token(args) => token::token(&args, global.json),
         Command::Completions(args) => {
             clap_complete::generate(
                 args.shell,
@@ -88,5 +87,39 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             );
             Ok(exit::OK)
         }
+        Command::Config => config::show(&settings(&global)?, global.json),
+        Command::Healthcheck(args) => Ok(services::healthcheck(&args.url).await),
+        command => client_command(&global, command).await,
     }
+}
+
+fn settings(global: &GlobalArgs) -> Result<settings::Settings, Failure> {
+    settings::resolve(global, |name| std::env::var(name).ok())
+}
+
+/// The commands that talk to a platform: one context, and a refused token
+/// explained with what is known about it.
+async fn client_command(global: &GlobalArgs, command: Command) -> Outcome {
+    let ctx = settings(global)?.context(global.json)?;
+    let outcome = match command {
+        Command::Start(args) => start::start(&ctx, &args).await,
+        Command::Status(args) => show::status(&ctx, &args).await,
+        Command::Watch(args) => commands::follow::watch(&ctx, &args).await,
+        Command::Wait(args) => wait::wait(&ctx, &args).await,
+        Command::Cancel(args) => manage::cancel(&ctx, &args).await,
+        Command::Delete(args) => manage::delete(&ctx, &args).await,
+        Command::List(args) => show::list(&ctx, &args).await,
+        Command::Events(args) => show::events(&ctx, &args).await,
+        Command::Children(args) => show::children(&ctx, &args).await,
+        Command::Kinds(args) => show::kinds(&ctx, &args).await,
+        Command::Dev(_)
+        | Command::Api
+        | Command::Worker
+        | Command::Realtime
+        | Command::Token(_)
+        | Command::Config
+        | Command::Healthcheck(_)
+        | Command::Completions(_) => Ok(exit::OK),
+    };
+    outcome.map_err(|failure| failure.explain_token(ctx.token.as_ref()))
 }

@@ -104,7 +104,7 @@ pub async fn realtime() -> Result<u8, Failure> {
 }
 
 /// The whole platform in one process.
-pub async fn dev(args: &DevArgs) -> Result<u8, Failure> {
+pub async fn dev(args: &DevArgs, json: bool) -> Result<u8, Failure> {
     let mut config = config()?;
     let redis = match &config.redis_url {
         Some(_) => None,
@@ -135,8 +135,11 @@ pub async fn dev(args: &DevArgs) -> Result<u8, Failure> {
         },
     )
     .map_err(|err| Failure::usage(format!("cannot mint a token: {err}")))?;
-    if !args.quiet {
-        print_banner(&config, &api_listener, &ws_listener, &token, redis.as_ref());
+    let banner = Banner::new(&config, &api_listener, &ws_listener, token, redis.as_ref());
+    if json {
+        crate::output::json(&banner);
+    } else if !args.quiet {
+        banner.print();
     }
     let stop = shutdown_signal();
     let outcome = tokio::try_join!(
@@ -169,47 +172,98 @@ async fn flatten<E: std::fmt::Display>(
     service.await.map_err(|err| failed(name, err))
 }
 
-fn print_banner(
-    config: &Config,
-    api: &TcpListener,
-    ws: &TcpListener,
-    token: &str,
-    redis: Option<&RedisServer>,
-) {
-    let api_url = api
-        .local_addr()
-        .map(|a| format!("http://{a}"))
-        .unwrap_or_default();
-    let ws_url = ws
-        .local_addr()
-        .map(|a| format!("ws://{a}"))
-        .unwrap_or_default();
-    let bin_dir = std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.parent().map(|dir| dir.display().to_string()))
-        .unwrap_or_default();
-    let redis_line = match redis {
-        Some(server) => format!("{} (private, stopped on exit)", server.url()),
-        None => config.redis_url.clone().unwrap_or_default(),
-    };
-    println!(
-        "longrun dev is up.
+/// What `longrun dev` tells: where everything is and how to point the CLI at it.
+#[derive(serde::Serialize)]
+struct Banner {
+    api_url: String,
+    ws_url: String,
+    redis_url: String,
+    redis_private: bool,
+    bin_dir: String,
+    jwt_secret: String,
+    token: String,
+}
+
+impl Banner {
+    fn new(
+        config: &Config,
+        api: &TcpListener,
+        ws: &TcpListener,
+        token: String,
+        redis: Option<&RedisServer>,
+    ) -> Banner {
+        let address = |listener: &TcpListener, scheme: &str| {
+            listener
+                .local_addr()
+                .map(|a| format!("{scheme}://{a}"))
+                .unwrap_or_default()
+        };
+        Banner {
+            api_url: address(api, "http"),
+            ws_url: address(ws, "ws"),
+            redis_url: match redis {
+                Some(server) => server.url(),
+                None => config.redis_url.clone().unwrap_or_default(),
+            },
+            redis_private: redis.is_some(),
+            bin_dir: std::env::current_exe()
+                .ok()
+                .and_then(|exe| exe.parent().map(|dir| dir.display().to_string()))
+                .unwrap_or_default(),
+            jwt_secret: config.jwt.secret.clone(),
+            token,
+        }
+    }
+
+    fn print(&self) {
+        let Banner {
+            api_url,
+            ws_url,
+            redis_url,
+            redis_private,
+            bin_dir,
+            jwt_secret,
+            token,
+        } = self;
+        let redis_note = if *redis_private {
+            " (private, stopped on exit)"
+        } else {
+            ""
+        };
+        say!(
+            "longrun dev is up.
 
   api        {api_url}   (OpenAPI: {api_url}/openapi.json)
+  dashboard  {api_url}/ui/
   websocket  {ws_url}/v1/ws
-  redis      {redis_line}
+  redis      {redis_url}{redis_note}
 
 Point the CLI at it (in another shell):
 
   export PATH=\"{bin_dir}:$PATH\"
   export LONGRUN_URL={api_url}
   export LONGRUN_WS_URL={ws_url}
-  export LONGRUN_JWT_SECRET={secret}
+  export LONGRUN_JWT_SECRET={jwt_secret}
   export LONGRUN_TOKEN={token}
 
 Then: longrun start demo.sleep '{{\"duration_ms\":3000,\"steps\":30}}' --watch
 Ctrl-C stops everything.
-",
-        secret = config.jwt.secret,
-    );
+"
+        );
+    }
+}
+
+/// `longrun healthcheck URL`: 0 when the URL answers 2xx within 2 s, else 1.
+pub async fn healthcheck(url: &str) -> u8 {
+    let client = match reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(2))
+        .build()
+    {
+        Ok(client) => client,
+        Err(_) => return 1,
+    };
+    match client.get(url).send().await {
+        Ok(response) if response.status().is_success() => 0,
+        _ => 1,
+    }
 }

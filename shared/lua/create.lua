@@ -17,5 +17,5 @@ redis.call('HSET', k,
   'progress', '{"percent":0,"message":null,"data":null}', 'pct', 0,
   'created_at', NOW_ISO, 'updated_at', NOW_ISO,
   'c_total', 0, 'c_queued', 0, 'c_running', 0, 'c_succeeded', 0, 'c_failed', 0, 'c_cancelled', 0)
-local seq = emit(id, 'created', cjson.encode({ kind = ARGV[6] }))
+local seq = emit(id, 'created', cjson.encode({ kind = ARGV[6], request_id = ARGV[14] }))
 return { seq, deadline }

@@ -27,10 +27,34 @@ pub struct Claims {
     pub iat: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iss: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// A string, or (as RFC 7519 allows) an array of strings, of which the
+    /// configured audience must be one; only the first is kept here.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "one_audience"
+    )]
     pub aud: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub roles: Vec<String>,
+}
+
+/// Reads `aud` as a string or an array of strings (the check against the
+/// configured audience is jsonwebtoken's, on the raw claim).
+fn one_audience<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Audience {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match Option::<Audience>::deserialize(deserializer)? {
+        None => None,
+        Some(Audience::One(audience)) => Some(audience),
+        Some(Audience::Many(audiences)) => audiences.into_iter().next(),
+    })
 }
 
 /// Who is calling, once the token checked out.
@@ -341,6 +365,36 @@ mod tests {
         req.audience = Some("api");
         let good = mint(SECRET, &req).expect("mints");
         assert!(verifier.verify(&good).is_ok());
+    }
+
+    #[test]
+    fn an_audience_array_is_accepted_when_it_names_ours() {
+        #[derive(Serialize)]
+        struct ManyAudiences {
+            sub: &'static str,
+            exp: u64,
+            aud: Vec<&'static str>,
+        }
+        let mut cfg = config();
+        cfg.audience = Some("api".into());
+        let sign = |aud: Vec<&'static str>| {
+            encode(
+                &Header::new(Algorithm::HS256),
+                &ManyAudiences {
+                    sub: "a",
+                    exp: unix_now() + 60,
+                    aud,
+                },
+                &EncodingKey::from_secret(SECRET.as_bytes()),
+            )
+            .expect("mints")
+        };
+        let verifier = Verifier::new(&cfg);
+        assert!(verifier.verify(&sign(vec!["other", "api"])).is_ok());
+        assert_eq!(
+            verifier.verify(&sign(vec!["other"])),
+            Err(AuthError::Invalid("wrong audience".into()))
+        );
     }
 
     #[test]

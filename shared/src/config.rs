@@ -30,6 +30,9 @@ pub struct Config {
     pub ws_addr: SocketAddr,
     /// `LONGRUN_PUBLIC_URL`: scheme and host for absolute URLs; else the request's `Host`.
     pub public_url: Option<String>,
+    /// `LONGRUN_PUBLIC_WS_URL`: the WebSocket URL the web dashboard connects to
+    /// (e.g. `wss://example.com/v1/ws`); else the page's host on `LONGRUN_WS_ADDR`'s port.
+    pub public_ws_url: Option<String>,
     /// `LONGRUN_RETENTION_S`: how long terminal operations, their logs and children stay.
     pub retention: Duration,
     /// `LONGRUN_BODY_LIMIT_BYTES`: largest request body the api accepts.
@@ -149,6 +152,9 @@ impl Config {
                 "127.0.0.1:8081".parse().expect("valid"),
             )?,
             public_url: get("LONGRUN_PUBLIC_URL").map(|url| url.trim_end_matches('/').to_owned()),
+            public_ws_url: get("LONGRUN_PUBLIC_WS_URL")
+                .map(|url| websocket_url("LONGRUN_PUBLIC_WS_URL", &url))
+                .transpose()?,
             retention: Duration::from_secs(parse(&get, "LONGRUN_RETENTION_S", 86_400)?),
             body_limit_bytes: parse(&get, "LONGRUN_BODY_LIMIT_BYTES", 16 * 1024 * 1024)?,
             rate_limit_per_s: parse(&get, "LONGRUN_RATE_LIMIT_PER_S", 0.0)?,
@@ -231,6 +237,25 @@ fn queue_shards(raw: &str) -> Result<u32, ConfigError> {
     }
 }
 
+/// A `ws://` or `wss://` URL, trimmed.
+fn websocket_url(name: &'static str, raw: &str) -> Result<String, ConfigError> {
+    let url = raw.trim();
+    let rest = url
+        .strip_prefix("ws://")
+        .or_else(|| url.strip_prefix("wss://"));
+    match rest {
+        Some(host) if !host.is_empty() && !url.chars().any(char::is_whitespace) => {
+            Ok(url.to_owned())
+        }
+        _ => Err(ConfigError {
+            name,
+            message: format!(
+                "cannot use `{raw}`: give a ws:// or wss:// URL, e.g. wss://example.com/v1/ws"
+            ),
+        }),
+    }
+}
+
 fn parse<T: std::str::FromStr>(
     get: &impl Fn(&str) -> Option<String>,
     name: &'static str,
@@ -302,6 +327,21 @@ mod tests {
             let err = config(&[(name, bad)]).expect_err(bad);
             assert_eq!(err.name, name);
             assert!(err.to_string().contains(bad), "{err}");
+        }
+    }
+
+    #[test]
+    fn the_public_websocket_url_must_be_ws_or_wss() {
+        let set =
+            config(&[("LONGRUN_PUBLIC_WS_URL", " wss://example.com/v1/ws ")]).expect("parses");
+        assert_eq!(
+            set.public_ws_url.as_deref(),
+            Some("wss://example.com/v1/ws")
+        );
+        assert!(config(&[]).expect("parses").public_ws_url.is_none());
+        for bad in ["http://example.com/v1/ws", "ws://", "example.com"] {
+            let err = config(&[("LONGRUN_PUBLIC_WS_URL", bad)]).expect_err(bad);
+            assert_eq!(err.name, "LONGRUN_PUBLIC_WS_URL");
         }
     }
 

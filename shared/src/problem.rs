@@ -21,6 +21,8 @@ pub enum Code {
     UnsupportedMediaType,
     MethodNotAllowed,
     Conflict,
+    /// An `Idempotency-Key` reused with a different request (kind, input or options).
+    IdempotencyKeyReused,
     RateLimited,
     Unavailable,
     Internal,
@@ -33,7 +35,7 @@ impl Code {
             Code::Forbidden => 403,
             Code::NotFound | Code::UnknownKind => 404,
             Code::InvalidJson | Code::BadRequest => 400,
-            Code::InvalidInput => 422,
+            Code::InvalidInput | Code::IdempotencyKeyReused => 422,
             Code::PayloadTooLarge => 413,
             Code::UnsupportedMediaType => 415,
             Code::MethodNotAllowed => 405,
@@ -57,6 +59,7 @@ impl Code {
             Code::UnsupportedMediaType => "Unsupported media type",
             Code::MethodNotAllowed => "Method not allowed",
             Code::Conflict => "Conflict",
+            Code::IdempotencyKeyReused => "Idempotency key reused",
             Code::RateLimited => "Too many requests",
             Code::Unavailable => "Service unavailable",
             Code::Internal => "Internal error",
@@ -76,6 +79,7 @@ impl Code {
             Code::UnsupportedMediaType => "unsupported_media_type",
             Code::MethodNotAllowed => "method_not_allowed",
             Code::Conflict => "conflict",
+            Code::IdempotencyKeyReused => "idempotency_key_reused",
             Code::RateLimited => "rate_limited",
             Code::Unavailable => "unavailable",
             Code::Internal => "internal",
@@ -159,6 +163,7 @@ mod tests {
             Code::RateLimited,
             Code::UnsupportedMediaType,
             Code::UnknownKind,
+            Code::IdempotencyKeyReused,
         ] {
             let json = serde_json::to_value(code).expect("serialises");
             assert_eq!(json, code.as_str());

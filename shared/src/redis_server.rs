@@ -88,6 +88,7 @@ impl RedisServer {
                     ),
                 )
             })?;
+        watch_parent(child.id());
         self.child = Some(child);
         self.wait_ready()
     }
@@ -176,6 +177,23 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Stops the server when this process dies without dropping it (a static
+/// in a test binary, a SIGKILLed `longrun dev`): a tiny shell loop polls
+/// both PIDs and kills the server once its parent is gone.
+fn watch_parent(server: u32) {
+    let parent = std::process::id();
+    let script = format!(
+        "while kill -0 {parent} 2>/dev/null && kill -0 {server} 2>/dev/null; do sleep 1; done; kill {server} 2>/dev/null"
+    );
+    let _ = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
 }
 
 fn binary() -> PathBuf {

@@ -10,9 +10,17 @@
 //!   stop or signal a process.
 //! - [`WsClient`] speaks the WebSocket protocol frame by frame.
 //! - [`tree`] reads whole event logs and operation trees for assertions.
+//! - [`http::Api`] sends raw HTTP, for exact statuses, headers and problems.
 
+//! - [`cli`] reads a running `longrun` command line by line and runs a
+//!   gateway process that can be stopped, killed and restarted on its port;
+//!   [`terminal`] runs `longrun` in a pseudo-terminal and reads the screen.
+
+pub mod cli;
 pub mod cluster;
+pub mod http;
 pub mod process;
+pub mod terminal;
 pub mod tree;
 pub mod ws;
 
@@ -208,6 +216,11 @@ impl Platform {
     /// A client acting as `sub`.
     pub fn client(&self, sub: &str) -> Client {
         Client::new(&self.api_url, &self.ws_url, &token(sub))
+    }
+
+    /// Raw HTTP against this platform's api.
+    pub fn api(&self) -> http::Api {
+        http::Api::new(&self.api_url)
     }
 
     /// A client with the admin role.

@@ -9,6 +9,7 @@
 
 pub mod connection;
 pub mod durability;
+pub mod idempotency;
 pub mod queue;
 pub mod scripts;
 pub mod transitions;
@@ -410,6 +411,10 @@ impl Store {
                 .query_async(&mut conn)
                 .await?;
             let exhausted = ids.len() < chunk;
+            if ids.is_empty() {
+                // An empty pipeline is an error in redis-rs, not an empty answer.
+                return Ok((found, None));
+            }
             let hashes: Vec<HashMap<String, String>> = {
                 let mut pipe = redis::pipe();
                 for id in &ids {

@@ -234,3 +234,17 @@ async fn the_cli_starts_and_watches_to_success() {
     assert!(out.contains("slept_ms"), "{out}");
     platform.stop().await;
 }
+
+#[tokio::test]
+async fn the_healthcheck_command_tells_a_live_service_from_a_dead_one() {
+    let platform = Platform::start().await;
+    let env = platform.env();
+    let live = format!("{}/readyz", platform.api_url);
+    let up = process::run(LONGRUN, &env, &["healthcheck", &live]).await;
+    assert_eq!(up.status.code(), Some(0));
+    let port = longrun_shared::redis_server::free_port().expect("a free port");
+    let dead = format!("http://127.0.0.1:{port}/healthz");
+    let down = process::run(LONGRUN, &env, &["healthcheck", &dead]).await;
+    assert_eq!(down.status.code(), Some(1));
+    platform.stop().await;
+}

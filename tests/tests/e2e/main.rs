@@ -2,6 +2,16 @@
 //! services (in-process on port 0, or the real binary where a process must
 //! be killed or signalled). One test binary, one module per area.
 
+mod api_auth;
+mod api_errors;
+mod api_idempotency;
+mod api_observe;
+mod api_redis;
+mod api_routes;
+mod cli;
+mod cli_client;
+mod cli_live;
+mod dashboard;
 mod foundation;
 mod worker;
 mod worker_processes;
