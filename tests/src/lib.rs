@@ -16,6 +16,7 @@
 //!   gateway process that can be stopped, killed and restarted on its port;
 //!   [`terminal`] runs `longrun` in a pseudo-terminal and reads the screen.
 
+pub mod audit;
 pub mod cli;
 pub mod cluster;
 pub mod http;

@@ -12,16 +12,15 @@
 //! (A worker killed with SIGKILL or paused past its lease is in
 //! `worker_processes`; a restarted gateway is the realtime suite's.)
 
-use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use longrun_client::{Client, StartOptions};
 use longrun_shared::model::{EventType, Operation, Status};
 use longrun_shared::problem::Code;
 use longrun_shared::redis_server::{RedisOptions, RedisServer};
-use longrun_tests::tree::{events, nodes};
-use longrun_tests::ws::Received;
-use longrun_tests::{Platform, ProcessGuard, WsClient, eventually, process, token};
+use longrun_tests::audit::{Subscriber, logged_once, settled};
+use longrun_tests::tree::nodes;
+use longrun_tests::{Platform, ProcessGuard, eventually, process};
 use serde_json::{Value, json};
 
 use crate::LONGRUN;
@@ -203,24 +202,7 @@ impl Load {
                     assert_eq!(node.status, Status::Succeeded, "a child: {node:?}");
                     assert_eq!(node.attempt, 1, "no attempt spent on the faults: {node:?}");
                 }
-                let log = settled_events(client, &node.id).await;
-                let seqs: Vec<u64> = log.iter().map(|event| event.seq).collect();
-                assert_eq!(
-                    seqs,
-                    (1..=node.seq).collect::<Vec<_>>(),
-                    "gap-free log of {}",
-                    node.id
-                );
-                let terminal = log
-                    .iter()
-                    .filter(|event| {
-                        matches!(
-                            event.event_type,
-                            EventType::Succeeded | EventType::Failed | EventType::Cancelled
-                        )
-                    })
-                    .count();
-                assert_eq!(terminal, 1, "one terminal event: {log:?}");
+                let log = logged_once(client, &node.id).await;
                 let lost_leases = log
                     .iter()
                     .filter(|event| event.event_type == EventType::Retrying)
@@ -234,29 +216,6 @@ impl Load {
 
 async fn start(client: &Client, kind: &str, input: Value, options: &StartOptions) -> Operation {
     client.start(kind, &input, options).await.expect("started")
-}
-
-/// Retries a call while the api answers 503 or cannot be reached (right
-/// after a fault its connection to Redis may be the one that was cut).
-async fn settled<T, F, Fut>(mut call: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = longrun_client::Result<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    loop {
-        match call().await {
-            Ok(value) => return value,
-            Err(err) => {
-                let transient = err.code().is_none_or(|code| code == Code::Unavailable);
-                assert!(
-                    transient && tokio::time::Instant::now() < deadline,
-                    "the api recovers: {err}"
-                );
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    }
 }
 
 async fn wait_done(client: &Client, id: &str) -> Operation {
@@ -276,117 +235,6 @@ async fn wait_done(client: &Client, id: &str) -> Operation {
 async fn settled_nodes(client: &Client, id: &str) -> Vec<Operation> {
     // `nodes` panics on an error; a fault is over by now, and reads retry.
     settled(|| async { Ok(nodes(client, id).await) }).await
-}
-
-async fn settled_events(client: &Client, id: &str) -> Vec<longrun_shared::model::Event> {
-    settled(|| async { Ok(events(client, id).await) }).await
-}
-
-/// A WebSocket subscriber of many operations that, like a real client,
-/// reconnects and resubscribes with `after_seq` when its connection ends.
-struct Subscriber {
-    url: String,
-    ws: WsClient,
-    seen: HashMap<String, Vec<u64>>,
-    done: HashSet<String>,
-}
-
-impl Subscriber {
-    async fn subscribe_all(platform: &Platform, sub: &str, ids: &[String]) -> Subscriber {
-        let url = format!("{}/v1/ws?access_token={}", platform.ws_url, token(sub));
-        let mut subscriber = Subscriber {
-            ws: WsClient::connect(&url).await.expect("gateway accepts"),
-            url,
-            seen: ids.iter().map(|id| (id.clone(), Vec::new())).collect(),
-            done: HashSet::new(),
-        };
-        for id in ids {
-            subscriber.ws.subscribe(id, Some(0)).await;
-        }
-        subscriber
-    }
-
-    async fn reconnect(&mut self) {
-        let ws = loop {
-            match WsClient::connect(&self.url).await {
-                Ok(ws) => break ws,
-                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-            }
-        };
-        self.ws = ws;
-        let pending: Vec<(String, u64)> = self
-            .seen
-            .iter()
-            .filter(|(id, _)| !self.done.contains(*id))
-            .map(|(id, seqs)| (id.clone(), seqs.last().copied().unwrap_or(0)))
-            .collect();
-        for (id, last) in pending {
-            self.ws.subscribe(&id, Some(last)).await;
-        }
-    }
-
-    /// Reads frames until every operation's terminal event arrived.
-    async fn until_all_done(&mut self) {
-        let deadline = tokio::time::Instant::now() + LONG;
-        while self.done.len() < self.seen.len() {
-            let received = tokio::time::timeout_at(deadline, self.ws.receive(LONG)).await;
-            let Ok(received) = received else {
-                let missing: Vec<_> = self
-                    .seen
-                    .iter()
-                    .filter(|(id, _)| !self.done.contains(*id))
-                    .collect();
-                panic!("subscribers get every terminal event; still waiting for {missing:?}");
-            };
-            let frame = match received {
-                Received::Frame(frame) => frame,
-                Received::Closed(_) => {
-                    self.reconnect().await;
-                    continue;
-                }
-            };
-            let Some(id) = frame["operation_id"].as_str().map(str::to_owned) else {
-                continue;
-            };
-            match frame["type"].as_str() {
-                Some("event") => {
-                    let seq = frame["seq"].as_u64().expect("a seq");
-                    if let Some(seqs) = self.seen.get_mut(&id) {
-                        seqs.push(seq);
-                    }
-                    if matches!(
-                        frame["event"].as_str(),
-                        Some("succeeded" | "failed" | "cancelled")
-                    ) {
-                        self.done.insert(id);
-                    }
-                }
-                // Refused while Redis was away: subscribe again.
-                Some("error") => {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    let last = self
-                        .seen
-                        .get(&id)
-                        .and_then(|s| s.last().copied())
-                        .unwrap_or(0);
-                    self.ws.subscribe(&id, Some(last)).await;
-                }
-                _ => {}
-            }
-        }
-    }
-
-    /// Each operation's frames were exactly seq 1..n.
-    async fn verify(&self, client: &Client) {
-        for (id, seqs) in &self.seen {
-            let op = settled(|| client.get(id)).await;
-            assert_eq!(
-                seqs,
-                &(1..=op.seq).collect::<Vec<_>>(),
-                "every event once, in order: {id}"
-            );
-        }
-    }
 }
 
 /// Waits until at least `count` operations of the load run.
@@ -409,7 +257,7 @@ async fn redis_restarting_with_its_aof_mid_run_loses_nothing() {
     let platform = platform_on(&redis).await;
     let client = platform.client("restart");
     let load = Load::start(&client, 12, 2, 10, 1).await;
-    let mut subscriber = Subscriber::subscribe_all(&platform, "restart", &load.ids()).await;
+    let mut subscriber = Subscriber::subscribe_all(&platform.ws_url, "restart", &load.ids()).await;
     some_running(&client, &load, 6).await;
 
     let redis = stop(redis).await;
@@ -452,7 +300,8 @@ async fn dropping_every_redis_connection_mid_run_loses_nothing() {
     let platform = platform_on(&redis).await;
     let client = platform.client("kill-conn");
     let load = Load::start(&client, 12, 2, 10, 1).await;
-    let mut subscriber = Subscriber::subscribe_all(&platform, "kill-conn", &load.ids()).await;
+    let mut subscriber =
+        Subscriber::subscribe_all(&platform.ws_url, "kill-conn", &load.ids()).await;
     some_running(&client, &load, 6).await;
     for _ in 0..4 {
         let commands = kill_connections(&redis, "normal").await;
@@ -476,8 +325,8 @@ async fn many_operations_in_flight_survive_restarts_and_dropped_connections() {
     let load = Load::start(&client, 40, 4, 15, 3).await;
     let ids = load.ids();
     let (first, second) = ids.split_at(ids.len() / 2);
-    let mut one = Subscriber::subscribe_all(&platform, "combined", first).await;
-    let mut two = Subscriber::subscribe_all(&platform, "combined", second).await;
+    let mut one = Subscriber::subscribe_all(&platform.ws_url, "combined", first).await;
+    let mut two = Subscriber::subscribe_all(&platform.ws_url, "combined", second).await;
     some_running(&client, &load, 10).await;
 
     kill_connections(&redis, "normal").await;
