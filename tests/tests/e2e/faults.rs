@@ -1,16 +1,18 @@
-//! Faults of Redis under a running platform: a restart with the AOF
-//! mid-run, every connection dropped (`CLIENT KILL`) mid-run, and both
-//! together under many operations in flight. Each run asserts that every
-//! operation reaches the right terminal state once (one terminal event in
-//! its log), that no attempt was spent on the faults, that every log is
-//! gap-free (seq 1..n), and that WebSocket subscribers — reconnecting with
+//! The fault suite: Redis restarting with its AOF mid-run, every Redis
+//! connection dropped (`CLIENT KILL`) mid-run, both under many operations
+//! in flight, and the realtime gateway killed and restarted under a
+//! hundred subscribed clients. Each run asserts that every operation
+//! reaches the right terminal state once (one terminal event in its log),
+//! that no attempt was spent on the faults, that every log is gap-free
+//! (seq 1..n), and that WebSocket subscribers — reconnecting with
 //! `after_seq` as a real client does when their connection ends — end with
 //! every event exactly once. Also: the api answers 503 while Redis is
 //! down and recovers, and `LONGRUN_STRICT=1` refuses a Redis that would
 //! lose operations.
 //!
-//! (A worker killed with SIGKILL or paused past its lease is in
-//! `worker_processes`; a restarted gateway is the realtime suite's.)
+//! A worker killed with SIGKILL mid fan-out, or paused with SIGSTOP past
+//! its lease, is in `worker_processes` (with the same checks, from
+//! [`longrun_tests::audit`]).
 
 use std::time::Duration;
 
@@ -19,6 +21,7 @@ use longrun_shared::model::{EventType, Operation, Status};
 use longrun_shared::problem::Code;
 use longrun_shared::redis_server::{RedisOptions, RedisServer};
 use longrun_tests::audit::{Subscriber, logged_once, settled};
+use longrun_tests::cli::GatewayProcess;
 use longrun_tests::tree::nodes;
 use longrun_tests::{Platform, ProcessGuard, eventually, process};
 use serde_json::{Value, json};
@@ -422,4 +425,71 @@ async fn strict_mode_refuses_a_redis_that_would_lose_operations() {
     );
     strict.signal("TERM");
     assert_eq!(strict.wait_exit(Duration::from_secs(10)).await, Some(0));
+}
+
+#[tokio::test]
+async fn a_gateway_restarted_under_a_hundred_subscribers_loses_no_event() {
+    // The gateway is a process of its own, killed and stopped mid-run; the
+    // api and the workers run in the test.
+    let platform = Platform::builder()
+        .workers(2)
+        .without_realtime()
+        .config(|config| config.worker.concurrency = 16)
+        .start()
+        .await;
+    let mut gateway = GatewayProcess::start(LONGRUN, &platform.env()).await;
+    let client = platform.client("gateway-restart");
+    let defaults = StartOptions::default();
+    let mut ids = Vec::new();
+    for index in 0..19 {
+        let input = json!({"duration_ms": 1_500 + 100 * index, "steps": 15});
+        ids.push(start(&client, "demo.sleep", input, &defaults).await.id);
+    }
+    let input = json!({"children": 8, "child_duration_ms": 1_500, "child_steps": 10});
+    ids.push(start(&client, "demo.fanout", input, &defaults).await.id);
+
+    // A hundred clients, each following six operations (thirty per operation).
+    let mut followers = tokio::task::JoinSet::new();
+    for index in 0..100 {
+        let mine: Vec<String> = (0..6)
+            .map(|k| ids[(index + k) % ids.len()].clone())
+            .collect();
+        let mut subscriber =
+            Subscriber::subscribe_all(&gateway.url(), "gateway-restart", &mine).await;
+        followers.spawn(async move {
+            subscriber.until_all_done().await;
+            subscriber
+        });
+    }
+    eventually(LONG, "progress under way", || async {
+        let op = client.get(&ids[0]).await.ok()?;
+        (op.progress.percent >= 10.0).then_some(())
+    })
+    .await;
+
+    // Killed outright (connections just drop), then stopped the way a
+    // deploy does (close 1001); clients reconnect with their last seq.
+    gateway.kill().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    gateway.restart().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    gateway.stop().await;
+    gateway.restart().await;
+
+    let mut finished = 0;
+    while let Some(subscriber) = followers.join_next().await {
+        let subscriber = subscriber.expect("a follower ends");
+        subscriber.verify(&client).await;
+        finished += 1;
+    }
+    assert_eq!(finished, 100);
+    for id in &ids {
+        for node in nodes(&client, id).await {
+            assert_eq!(node.status, Status::Succeeded, "{node:?}");
+            assert_eq!(node.attempt, 1, "{node:?}");
+            logged_once(&client, &node.id).await;
+        }
+    }
+    gateway.stop().await;
+    platform.stop().await;
 }
