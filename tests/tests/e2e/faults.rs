@@ -374,7 +374,7 @@ fn worker_env(redis_url: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> 
 }
 
 #[tokio::test]
-async fn strict_mode_refuses_a_redis_that_would_lose_operations() {
+async fn strict_mode_refuses_a_redis_that_would_lose_operations_and_otherwise_warns() {
     // No persistence (the shared test Redis runs without it): refused.
     let unsafe_redis = longrun_tests::shared_redis();
     let refused = process::run(
@@ -389,6 +389,17 @@ async fn strict_mode_refuses_a_redis_that_would_lose_operations() {
         stderr.contains("LONGRUN_STRICT") && stderr.contains("persistence is off"),
         "{stderr}"
     );
+
+    // `--strict` does the same for every service, here the api.
+    let refused = process::run(
+        LONGRUN,
+        &worker_env(&unsafe_redis, &[("LONGRUN_API_ADDR", "127.0.0.1:0")]),
+        &["api", "--strict"],
+    )
+    .await;
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "refused: {stderr}");
+    assert!(stderr.contains("persistence is off"), "{stderr}");
 
     // Without strict it starts, after one loud warning.
     let mut warned =
@@ -425,6 +436,29 @@ async fn strict_mode_refuses_a_redis_that_would_lose_operations() {
     );
     strict.signal("TERM");
     assert_eq!(strict.wait_exit(Duration::from_secs(10)).await, Some(0));
+
+    // An evicting policy is refused too, even with the AOF on.
+    let mut conn = redis::Client::open(safe.url())
+        .expect("url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis answers");
+    let () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory-policy")
+        .arg("allkeys-lru")
+        .query_async(&mut conn)
+        .await
+        .expect("CONFIG SET");
+    let refused = process::run(
+        LONGRUN,
+        &worker_env(&safe.url(), &[]),
+        &["worker", "--strict"],
+    )
+    .await;
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "refused: {stderr}");
+    assert!(stderr.contains("maxmemory-policy"), "{stderr}");
 }
 
 #[tokio::test]
