@@ -105,15 +105,20 @@ impl RedisCluster {
             .expect("the node answers")
     }
 
-    /// The port of the master that owns `key`'s slot.
-    pub async fn owner_of(&self, key: &str) -> u16 {
-        let mut conn = self.node(0).await;
-        let slot: i64 = redis::cmd("CLUSTER")
+    /// The hash slot of `key`.
+    pub async fn slot_of(&self, key: &str) -> i64 {
+        redis::cmd("CLUSTER")
             .arg("KEYSLOT")
             .arg(key)
-            .query_async(&mut conn)
+            .query_async(&mut self.node(0).await)
             .await
-            .expect("CLUSTER KEYSLOT");
+            .expect("CLUSTER KEYSLOT")
+    }
+
+    /// The port of the master that owns `key`'s slot.
+    pub async fn owner_of(&self, key: &str) -> u16 {
+        let slot = self.slot_of(key).await;
+        let mut conn = self.node(0).await;
         let ranges: Vec<redis::Value> = redis::cmd("CLUSTER")
             .arg("SLOTS")
             .query_async(&mut conn)

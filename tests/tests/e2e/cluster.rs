@@ -37,14 +37,28 @@ async fn an_operation_on_a_cluster_streams_every_event_in_order() {
         "16 shards by default on a cluster"
     );
     let client = platform.client("cl-sleep");
-    let op = client
-        .start(
-            "demo.sleep",
-            &json!({"duration_ms": 300, "steps": 6}),
-            &StartOptions::default(),
-        )
-        .await
-        .expect("started");
+    // An operation whose slot is on another node than the one the
+    // gateway's pub/sub connection uses (the first listed): its events
+    // cross the cluster to reach the subscriber.
+    let cluster = shared_cluster();
+    let first_node = cluster.nodes()[0].port();
+    let mut op = None;
+    for _ in 0..30 {
+        let started = client
+            .start(
+                "demo.sleep",
+                &json!({"duration_ms": 300, "steps": 6}),
+                &StartOptions::default(),
+            )
+            .await
+            .expect("started");
+        let key = platform.store.keys().op_channel(&started.id, &started.id);
+        if cluster.owner_of(&key).await != first_node {
+            op = Some(started);
+            break;
+        }
+    }
+    let op = op.expect("an operation on another node");
     let mut ws = platform.ws("cl-sleep").await;
     ws.subscribe(&op.id, Some(0)).await;
     let frames = ws.events_until_terminal(&op.id).await;
@@ -98,6 +112,35 @@ async fn a_fanout_spreads_its_children_over_the_shards_and_nodes() {
             .count();
         assert_eq!(terminal, 1, "one terminal event: {log:?}");
     }
+    // Every key of the tree shares one slot (each transition is one script
+    // on one node), while its queue entries spread over the shards.
+    // (A child's small `root` index entry, which finds the tree from the
+    // child's id, is the only key in the child's own slot.)
+    let prefix = &platform.config.redis_prefix;
+    let root_tag = format!("{prefix}:{{{}}}:", op.id);
+    let mentioning: Vec<String> = cluster
+        .keys(&format!("{prefix}:*"))
+        .await
+        .into_iter()
+        .filter(|key| all.iter().any(|node| key.contains(&node.id)))
+        .collect();
+    let (tree_keys, elsewhere): (Vec<String>, Vec<String>) = mentioning
+        .into_iter()
+        .partition(|key| key.starts_with(&root_tag));
+    for key in &elsewhere {
+        assert!(
+            kids.iter()
+                .any(|kid| *key == platform.store.keys().root_of(&kid.id)),
+            "only a child's root index lives outside the tree's slot: {key}"
+        );
+    }
+    // The root, 48 children: an operation hash and an event log each.
+    assert!(tree_keys.len() >= 2 * 49, "{tree_keys:?}");
+    let mut slots = HashSet::new();
+    for key in &tree_keys {
+        slots.insert(cluster.slot_of(key).await);
+    }
+    assert_eq!(slots.len(), 1, "one slot for the whole tree: {tree_keys:?}");
     let shards: HashSet<u32> = kids
         .iter()
         .map(|kid| platform.store.shard_of(&kid.id))
