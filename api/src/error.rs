@@ -12,6 +12,21 @@ use longrun_shared::store::StoreError;
 /// Seconds a client should wait before retrying after a 503 or an
 /// idempotent request still in flight.
 pub const RETRY_SOON_S: u64 = 1;
+/// Longest message of one field error, in bytes.
+pub const MAX_FIELD_MESSAGE: usize = 512;
+
+/// `text` cut to at most [`MAX_FIELD_MESSAGE`] bytes (on a character
+/// boundary), marked with an ellipsis when cut.
+fn shortened(text: String) -> String {
+    if text.len() <= MAX_FIELD_MESSAGE {
+        return text;
+    }
+    let mut end = MAX_FIELD_MESSAGE - '…'.len_utf8();
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -35,9 +50,17 @@ impl ApiError {
         ApiError::new(Code::BadRequest, detail)
     }
 
+    /// A 422; each error's message is cut to [`MAX_FIELD_MESSAGE`] bytes, since
+    /// validators quote the offending value (which may be megabytes).
     pub fn invalid_input(detail: impl Into<String>, errors: Vec<FieldError>) -> Self {
         let mut error = ApiError::new(Code::InvalidInput, detail);
-        error.problem.errors = errors;
+        error.problem.errors = errors
+            .into_iter()
+            .map(|mut field| {
+                field.message = shortened(field.message);
+                field
+            })
+            .collect();
         error
     }
 
@@ -112,4 +135,32 @@ pub async fn method_not_allowed() -> ApiError {
         Code::MethodNotAllowed,
         "this route does not take that method; see the Allow header",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_field_messages_are_cut_on_a_character_boundary() {
+        let long = format!("\"{}\" is not of type \"integer\"", "é".repeat(10_000));
+        let error = ApiError::invalid_input(
+            "bad",
+            vec![FieldError {
+                path: "/x".into(),
+                message: long,
+            }],
+        );
+        let message = &error.problem.errors[0].message;
+        assert!(message.len() <= MAX_FIELD_MESSAGE, "{}", message.len());
+        assert!(message.ends_with('…'));
+        let short = ApiError::invalid_input(
+            "bad",
+            vec![FieldError {
+                path: "".into(),
+                message: "fine".into(),
+            }],
+        );
+        assert_eq!(short.problem.errors[0].message, "fine");
+    }
 }

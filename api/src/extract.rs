@@ -128,14 +128,43 @@ fn is_json(media: &str) -> bool {
         || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
-/// Parses JSON, nesting bounded by serde_json's recursion limit (128).
+/// Parses JSON, nesting bounded by serde_json's recursion limit (128);
+/// integral numbers written as floats (`1.0`, `1e3`, `-0`) come out as
+/// integers (see [`integral_floats_to_integers`]).
 pub fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
-    serde_json::from_slice(body).map_err(|err| {
+    let mut value = serde_json::from_slice(body).map_err(|err| {
         ApiError::new(
             Code::InvalidJson,
             format!("the body is not valid JSON: {err}"),
         )
-    })
+    })?;
+    integral_floats_to_integers(&mut value);
+    Ok(value)
+}
+
+/// JSON does not tell `2` from `2.0` or `2e0`, and JSON Schema counts all of
+/// them as integers; handlers deserialise integers, which serde refuses to
+/// read from a float. So every float without a fractional part that fits a
+/// 64-bit integer becomes that integer (`-0` becomes `0`). Recursion is
+/// bounded by the parser's nesting limit.
+pub fn integral_floats_to_integers(value: &mut Value) {
+    const TWO_POW_64: f64 = 18_446_744_073_709_551_616.0;
+    const TWO_POW_63: f64 = 9_223_372_036_854_775_808.0;
+    match value {
+        Value::Number(number) if number.is_f64() => {
+            let Some(float) = number.as_f64().filter(|f| f.fract() == 0.0) else {
+                return;
+            };
+            if (0.0..TWO_POW_64).contains(&float) {
+                *number = (float as u64).into();
+            } else if (-TWO_POW_63..0.0).contains(&float) {
+                *number = (float as i64).into();
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(integral_floats_to_integers),
+        Value::Object(fields) => fields.values_mut().for_each(integral_floats_to_integers),
+        _ => {}
+    }
 }
 
 fn body_rejection(rejection: BytesRejection) -> ApiError {
@@ -163,6 +192,19 @@ mod tests {
         assert!(is_json("application/merge-patch+json"));
         assert!(!is_json("text/plain"));
         assert!(!is_json("application/x-www-form-urlencoded"));
+    }
+
+    #[test]
+    fn integral_floats_become_integers() {
+        let value = parse_json(
+            br#"{"a": 2.0, "b": [1e3, -0, -0.0, -2e0], "c": 1.5, "d": 1e300, "e": -1e19}"#,
+        )
+        .expect("parses");
+        assert_eq!(
+            value.to_string(),
+            r#"{"a":2,"b":[1000,0,0,-2],"c":1.5,"d":1e+300,"e":-1e+19}"#
+        );
+        assert!(value["a"].is_u64() && value["b"][3].is_i64());
     }
 
     #[test]

@@ -41,9 +41,12 @@ use tracing::info;
 
 pub use catalog::Catalog;
 
-/// What every handler shares.
+/// What every handler shares; cloned per request, so it is one `Arc`.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+/// The contents of [`AppState`].
+pub struct Shared {
     pub store: Store,
     pub verifier: Verifier,
     pub catalog: Catalog,
@@ -58,6 +61,14 @@ pub struct AppState {
 impl std::fmt::Debug for AppState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AppState").finish_non_exhaustive()
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
     }
 }
 
@@ -83,7 +94,7 @@ impl AppState {
     pub fn new(config: Config) -> Result<Self, ApiStartError> {
         let store = Store::from_config(&config)?;
         let relay = Relay::start(store.client().clone(), 64);
-        Ok(AppState {
+        Ok(AppState(Arc::new(Shared {
             verifier: Verifier::new(&config.jwt),
             catalog: Catalog::builtin(),
             relay,
@@ -91,7 +102,7 @@ impl AppState {
             config: Arc::new(config),
             store,
             shutdown: CancellationToken::new(),
-        })
+        })))
     }
 }
 

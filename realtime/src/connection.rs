@@ -29,6 +29,9 @@ use crate::{Gateway, OwnerSlot};
 const AUTH_WINDOW: Duration = Duration::from_secs(10);
 /// Keys of subscriptions in the connection's table.
 const OWNER_SELF: &str = "owner:self";
+/// Longest a token is taken to live (100 years): far enough to never matter,
+/// near enough that `now + it` cannot overflow an `Instant`.
+const MAX_TOKEN_LIFE_S: u64 = 100 * 365 * 86_400;
 
 enum Control {
     Ping,
@@ -102,7 +105,7 @@ pub async fn serve(
                     Some(Ok(Message::Close(_))) | None => break (1000, ""),
                     Some(Err(err)) => {
                         debug!(error = %err, "connection read failed");
-                        break (1000, "");
+                        break read_error_close(&err);
                     }
                 }
             }
@@ -122,6 +125,26 @@ pub async fn serve(
     drop(connection);
     let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
     metrics::gauge!("longrun_ws_connections").decrement(1.0);
+}
+
+/// The close code for a message the socket could not read (RFC 6455 §7.4.1):
+/// 1009 past the size bound, 1007 for a text frame that is not UTF-8, 1002
+/// for other protocol violations; a plain close when the peer just went away.
+/// axum exposes tungstenite's error only as text, whose prefixes are stable.
+fn read_error_close(err: &axum::Error) -> (u16, &'static str) {
+    let text = err.to_string();
+    if text.starts_with("Space limit exceeded") {
+        (
+            close::MESSAGE_TOO_BIG,
+            "the message is larger than the gateway accepts",
+        )
+    } else if text.starts_with("UTF-8 encoding error") {
+        (close::INVALID_DATA, "text frames must be UTF-8")
+    } else if text.starts_with("WebSocket protocol error") {
+        (close::PROTOCOL_ERROR, "WebSocket protocol violation")
+    } else {
+        (1000, "")
+    }
 }
 
 async fn write_loop(
@@ -168,10 +191,14 @@ async fn write_loop(
 }
 
 impl Connection {
-    /// When the token stops being valid.
+    /// When the token stops being valid. A token may be signed to expire in
+    /// billions of years: the instant is capped instead of overflowing.
     fn expiry(&self) -> Option<Instant> {
         let principal = self.principal.as_ref()?;
-        let left = principal.expires_at.saturating_sub(unix_now());
+        let left = principal
+            .expires_at
+            .saturating_sub(unix_now())
+            .min(MAX_TOKEN_LIFE_S);
         Some(Instant::now() + Duration::from_secs(left))
     }
 
@@ -190,7 +217,7 @@ impl Connection {
             );
             return None;
         }
-        let frame = match serde_json::from_str::<ClientFrame>(text) {
+        let frame = match ClientFrame::parse(text) {
             Ok(frame) => frame,
             Err(err) => {
                 self.error(

@@ -31,6 +31,22 @@ pub enum ClientFrame {
     Ping {},
 }
 
+impl ClientFrame {
+    /// Reads a text frame. Only a JSON object is a frame: serde would also
+    /// read an internally tagged enum from an array (`["ping"]`), which the
+    /// protocol does not allow.
+    pub fn parse(text: &str) -> Result<ClientFrame, String> {
+        let opening = text
+            .trim_start_matches([' ', '\t', '\n', '\r'])
+            .chars()
+            .next();
+        if opening != Some('{') {
+            return Err("frames are JSON objects with a `type`".to_owned());
+        }
+        serde_json::from_str(text).map_err(|err| err.to_string())
+    }
+}
+
 /// A frame to the client (event frames are forwarded as published).
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -78,6 +94,12 @@ pub fn error_frame(code: &str, message: &str, operation_id: Option<&str>) -> Str
 pub mod close {
     /// The gateway is shutting down: reconnect elsewhere.
     pub const GOING_AWAY: u16 = 1001;
+    /// The client broke the WebSocket protocol (e.g. a reserved opcode).
+    pub const PROTOCOL_ERROR: u16 = 1002;
+    /// A text frame that is not UTF-8.
+    pub const INVALID_DATA: u16 = 1007;
+    /// A message over the socket's size bound.
+    pub const MESSAGE_TOO_BIG: u16 = 1009;
     /// Bad, expired or missing token.
     pub const UNAUTHORIZED: u16 = 4001;
     /// The client fell too far behind.
@@ -109,6 +131,23 @@ mod tests {
             serde_json::from_str::<ClientFrame>(r#"{"type":"subscribe","after_seq":"x"}"#).is_err()
         );
         assert!(serde_json::from_str::<ClientFrame>(r#"{"type":"launch"}"#).is_err());
+    }
+
+    #[test]
+    fn only_json_objects_are_frames() {
+        assert_eq!(
+            ClientFrame::parse(" \n{\"type\":\"ping\"}"),
+            Ok(ClientFrame::Ping {})
+        );
+        for text in [
+            r#"["ping"]"#,
+            r#"["unsubscribe"]"#,
+            r#"["subscribe","x",null,3]"#,
+            "null",
+            "",
+        ] {
+            assert!(ClientFrame::parse(text).is_err(), "{text}");
+        }
     }
 
     #[test]

@@ -10,7 +10,7 @@
 local id = ARGV[5]
 local k = KEYS[1]
 local f = redis.call('HMGET', k, 'status', 'gen', 'attempt', 'max_attempts', 'lease_until',
-  'waiting', 'deadline', 'parent', 'resume_pending', 'worker', 'entry', 'resumed')
+  'waiting', 'deadline', 'parent', 'resume_pending', 'worker', 'entry', 'resumed', 'started_at')
 local st = f[1]
 local function reply(word)
   if word ~= 'run' and word ~= 'resume' then
@@ -64,8 +64,7 @@ if st == 'running' then
 end
 attempt = attempt + 1
 redis.call('HSET', k, 'status', 'running', 'attempt', attempt, 'lease_until', lease_until,
-  'worker', ARGV[7], 'entry', ARGV[9], 'pct', 0, 'resumed', '0')
-if redis.call('HGET', k, 'started_at') == false then redis.call('HSET', k, 'started_at', NOW_ISO) end
+  'worker', ARGV[7], 'entry', ARGV[9], 'pct', 0, 'resumed', '0', 'started_at', f[13] or NOW_ISO)
 count_move(f[8], 'queued', 'running')
 emit(id, 'started', cjson.encode({ attempt = attempt, worker = ARGV[7] }))
 return reply('run')

@@ -46,6 +46,18 @@ local function json_error(code, message, retryable)
   return cjson.encode({ code = code, message = message, retryable = retryable })
 end
 
+-- Owners of the operations this script touched, read once each.
+local OWNERS = {}
+
+local function owner_of(id)
+  local owner = OWNERS[id]
+  if owner == nil then
+    owner = redis.call('HGET', k_op(id), 'owner') or false
+    OWNERS[id] = owner
+  end
+  return owner
+end
+
 -- Appends an event to the operation's log, bumps its seq and publishes the
 -- WebSocket frame on the operation's and the owner's channels.
 local function emit(id, etype, data)
@@ -56,7 +68,7 @@ local function emit(id, etype, data)
   local frame = '{"type":"event","operation_id":"' .. id .. '","seq":' .. int(seq) ..
       ',"event":"' .. etype .. '","at":"' .. NOW_ISO .. '","data":' .. data .. '}'
   redis.call('PUBLISH', k_ch(id), frame)
-  local owner = redis.call('HGET', op, 'owner')
+  local owner = owner_of(id)
   if owner then redis.call('PUBLISH', P .. ':owner:' .. owner, frame) end
   return seq
 end
@@ -69,29 +81,36 @@ local function count_move(parent, from, to)
   if to then redis.call('HINCRBY', pk, 'c_' .. to, 1) end
 end
 
-local function expire_node(id)
+local function expire_node(id, has_children)
   redis.call('PEXPIRE', k_op(id), RETENTION)
   redis.call('PEXPIRE', k_ev(id), RETENTION)
-  redis.call('PEXPIRE', k_kids(id), RETENTION)
+  if has_children then redis.call('PEXPIRE', k_kids(id), RETENTION) end
 end
 
--- Sets a terminal status with its event; no parent accounting.
+-- Sets a terminal status with its event; no parent accounting. Returns the
+-- parent's id ('' for a root) and whether the operation has children.
 local function mark_terminal(id, status, field, value, data)
   local k = k_op(id)
-  local parked = redis.call('HMGET', k, 'waiting', 'entry')
-  if parked[1] == '1' and parked[2] and parked[2] ~= '' then table.insert(ACKS, parked[2]) end
-  if field then redis.call('HSET', k, field, value) end
-  redis.call('HSET', k, 'status', status, 'finished_at', NOW_ISO, 'waiting', '0', 'resume_pending', '0')
+  local f = redis.call('HMGET', k, 'waiting', 'entry', 'parent', 'idem', 'owner', 'c_total')
+  if f[1] == '1' and f[2] and f[2] ~= '' then table.insert(ACKS, f[2]) end
+  if f[5] then OWNERS[id] = f[5] end
+  if field then
+    redis.call('HSET', k, field, value, 'status', status, 'finished_at', NOW_ISO, 'waiting', '0', 'resume_pending', '0')
+  else
+    redis.call('HSET', k, 'status', status, 'finished_at', NOW_ISO, 'waiting', '0', 'resume_pending', '0')
+  end
   emit(id, status, data)
-  expire_node(id)
-  local f = redis.call('HMGET', k, 'parent', 'idem', 'owner')
-  if f[1] and f[1] ~= '' then
+  local has_children = (tonumber(f[6]) or 0) > 0
+  expire_node(id, has_children)
+  local parent = f[3] or ''
+  if parent ~= '' then
     table.insert(EXPIRE_KEYS, P .. ':{' .. id .. '}:root')
   else
-    if f[2] and f[2] ~= '' then table.insert(EXPIRE_KEYS, f[2]) end
+    if f[4] and f[4] ~= '' then table.insert(EXPIRE_KEYS, f[4]) end
     table.insert(FINISHED_ROOTS, id)
-    table.insert(FINISHED_ROOTS, f[3] or '')
+    table.insert(FINISHED_ROOTS, f[5] or '')
   end
+  return parent, has_children
 end
 
 -- Cancels every non-terminal descendant of `id`.
@@ -100,10 +119,10 @@ local function cancel_descendants(id, data)
   for _, kid in ipairs(kids) do
     local st = redis.call('HGET', k_op(kid), 'status')
     if st and not TERMINAL[st] then
-      mark_terminal(kid, 'cancelled', nil, nil, data)
+      local _, has_children = mark_terminal(kid, 'cancelled', nil, nil, data)
       count_move(id, st, 'cancelled')
       if st == 'running' then table.insert(SIGNALS, kid) end
-      cancel_descendants(kid, data)
+      if has_children then cancel_descendants(kid, data) end
     end
   end
 end
@@ -117,11 +136,12 @@ local function finish(id, status, field, value, data, signal)
   local k = k_op(id)
   local prev = redis.call('HGET', k, 'status')
   if not prev or TERMINAL[prev] then return end
-  mark_terminal(id, status, field, value, data)
+  local parent, has_children = mark_terminal(id, status, field, value, data)
   if signal and prev == 'running' then table.insert(SIGNALS, id) end
-  cancel_descendants(id, cjson.encode({ reason = 'parent_' .. status, parent_id = id }))
-  local parent = redis.call('HGET', k, 'parent')
-  if parent and parent ~= '' then child_done(parent, id, prev, status) end
+  if has_children then
+    cancel_descendants(id, cjson.encode({ reason = 'parent_' .. status, parent_id = id }))
+  end
+  if parent ~= '' then child_done(parent, id, prev, status) end
 end
 
 local function child_counts(pk)

@@ -89,6 +89,11 @@ pub enum AuthError {
 /// Checks tokens against the configured secret and claims.
 #[derive(Clone)]
 pub struct Verifier {
+    inner: std::sync::Arc<VerifierInner>,
+}
+
+/// Cloned per request, so shared.
+struct VerifierInner {
     key: DecodingKey,
     validation: Validation,
     leeway_s: u64,
@@ -121,9 +126,11 @@ impl Verifier {
         }
         validation.set_required_spec_claims(&required);
         Verifier {
-            key: DecodingKey::from_secret(config.secret.as_bytes()),
-            validation,
-            leeway_s: config.leeway_s,
+            inner: std::sync::Arc::new(VerifierInner {
+                key: DecodingKey::from_secret(config.secret.as_bytes()),
+                validation,
+                leeway_s: config.leeway_s,
+            }),
         }
     }
 
@@ -134,22 +141,23 @@ impl Verifier {
         if token.is_empty() {
             return Err(AuthError::Missing);
         }
-        let data = decode::<Claims>(token, &self.key, &self.validation).map_err(|err| match err
-            .kind()
-        {
-            ErrorKind::ExpiredSignature => AuthError::Expired,
-            ErrorKind::ImmatureSignature => AuthError::NotYetValid,
-            ErrorKind::InvalidSignature => AuthError::Invalid("bad signature".into()),
-            ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
-                AuthError::Invalid("only HS256 is accepted".into())
-            }
-            ErrorKind::MissingRequiredClaim(claim) => {
-                AuthError::Invalid(format!("missing required claim `{claim}`"))
-            }
-            ErrorKind::InvalidIssuer => AuthError::Invalid("wrong issuer".into()),
-            ErrorKind::InvalidAudience => AuthError::Invalid("wrong audience".into()),
-            _ => AuthError::Invalid("malformed token".into()),
-        })?;
+        let data =
+            decode::<Claims>(token, &self.inner.key, &self.inner.validation).map_err(|err| {
+                match err.kind() {
+                    ErrorKind::ExpiredSignature => AuthError::Expired,
+                    ErrorKind::ImmatureSignature => AuthError::NotYetValid,
+                    ErrorKind::InvalidSignature => AuthError::Invalid("bad signature".into()),
+                    ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
+                        AuthError::Invalid("only HS256 is accepted".into())
+                    }
+                    ErrorKind::MissingRequiredClaim(claim) => {
+                        AuthError::Invalid(format!("missing required claim `{claim}`"))
+                    }
+                    ErrorKind::InvalidIssuer => AuthError::Invalid("wrong issuer".into()),
+                    ErrorKind::InvalidAudience => AuthError::Invalid("wrong audience".into()),
+                    _ => AuthError::Invalid("malformed token".into()),
+                }
+            })?;
         let claims = data.claims;
         if claims.sub.is_empty()
             || claims.sub.len() > 256
@@ -162,7 +170,7 @@ impl Verifier {
         Ok(Principal {
             admin: claims.roles.iter().any(|role| role == ADMIN_ROLE),
             owner: claims.sub,
-            expires_at: claims.exp.saturating_add(self.leeway_s),
+            expires_at: claims.exp.saturating_add(self.inner.leeway_s),
         })
     }
 
@@ -194,7 +202,7 @@ pub fn mint(
     let now = unix_now();
     let claims = Claims {
         sub: request.sub.to_owned(),
-        exp: now + request.ttl.as_secs().max(1),
+        exp: now.saturating_add(request.ttl.as_secs().max(1)),
         nbf: Some(now),
         iat: Some(now),
         iss: request.issuer.map(str::to_owned),

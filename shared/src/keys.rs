@@ -15,7 +15,7 @@
 //! | `P:owner:OWNER` | channel | live event frames of every operation of an owner |
 //! | `P:{idx}:owner:OWNER` | sorted set | the owner's root operations, by id (UUIDv7 = time order) |
 //! | `P:{idx}:all` | sorted set | every root operation, for admins |
-//! | `P:{OWNER}:idem:KEY` | string | the operation an `Idempotency-Key` started |
+//! | `P:{OWNER}:idem:KEY` | string | `ID FINGERPRINT`: the operation an `Idempotency-Key` started and the SHA-256 of that request (kind, input, options) |
 //! | `P:{qN}:ready` | stream | queue shard N (0, 1, …): entries read by the consumer group `workers` |
 //! | `P:{qN}:delayed` | sorted set | retries waiting for their backoff, by due time |
 //! | `P:{qN}:deadlines` | sorted set | root operations with an overall deadline (`id\|root`), by deadline |

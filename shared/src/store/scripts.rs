@@ -108,7 +108,7 @@ impl Outcome {
         let list = |iter: &mut std::vec::IntoIter<String>, per_item: usize| {
             let count: usize = iter.next().and_then(|n| n.parse().ok()).unwrap_or(0);
             iter.by_ref()
-                .take(count * per_item)
+                .take(count.saturating_mul(per_item))
                 .collect::<Vec<String>>()
         };
         let signalled = list(&mut iter, 1);
@@ -199,6 +199,20 @@ mod tests {
         assert_eq!(outcome.ready_parents, vec![("p1".into(), "1-0".into())]);
         assert_eq!(outcome.finished_roots, vec![("r1".into(), "alice".into())]);
         assert_eq!(outcome.acks, vec!["2-0"]);
+    }
+
+    #[test]
+    fn an_absurd_list_count_takes_what_is_there() {
+        let reply = Value::Array(vec![
+            bulk("ok"),
+            Value::Int(0),
+            Value::Int(0),
+            Value::Int(i64::MAX),
+            bulk("p1"),
+            bulk("1-0"),
+        ]);
+        let outcome = Outcome::parse(reply, 0).expect("parses");
+        assert_eq!(outcome.ready_parents, vec![("p1".into(), "1-0".into())]);
     }
 
     #[test]

@@ -15,6 +15,7 @@ mod cluster;
 mod dashboard;
 mod faults;
 mod foundation;
+mod hostile;
 mod worker;
 mod worker_processes;
 
