@@ -8,7 +8,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use longrun_client::{ListOptions, StartOptions};
+use longrun_client::{ListOptions, StartOptions, StartParams};
 use longrun_shared::model::{EventType, Status};
 use longrun_tests::cluster::shared_cluster;
 use longrun_tests::tree::{count, events, wait_tree_done};
@@ -245,8 +245,10 @@ async fn retention_on_a_cluster_empties_every_node() {
             &json!({"children": 6, "child_duration_ms": 10}),
             &StartOptions {
                 idempotency_key: Some("cluster-retention".into()),
-                deadline_ms: Some(60_000),
-                ..StartOptions::default()
+                params: StartParams {
+                    deadline_ms: Some(60_000),
+                    ..StartParams::default()
+                },
             },
         )
         .await

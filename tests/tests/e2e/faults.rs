@@ -16,7 +16,7 @@
 
 use std::time::Duration;
 
-use longrun_client::{Client, StartOptions};
+use longrun_client::{Client, StartOptions, StartParams};
 use longrun_shared::model::{EventType, Operation, Status};
 use longrun_shared::problem::Code;
 use longrun_shared::redis_server::{RedisOptions, RedisServer};
@@ -135,22 +135,22 @@ impl Load {
             load.expected
                 .push((op.id, Expected::Succeeded { attempts: 1 }));
         }
-        let retrying = StartOptions {
+        let retrying = StartOptions::from(StartParams {
             max_attempts: Some(3),
             backoff_ms: Some(100),
-            ..StartOptions::default()
-        };
+            ..StartParams::default()
+        });
         for _ in 0..2 {
             let input = json!({"duration_ms": 200, "steps": 2, "fail_times": 1});
             let op = start(client, "demo.sleep", input, &retrying).await;
             load.expected
                 .push((op.id, Expected::Succeeded { attempts: 2 }));
         }
-        let doomed = StartOptions {
+        let doomed = StartOptions::from(StartParams {
             max_attempts: Some(2),
             backoff_ms: Some(100),
-            ..StartOptions::default()
-        };
+            ..StartParams::default()
+        });
         for _ in 0..2 {
             let input = json!({"duration_ms": 200, "steps": 2, "fail_times": 5});
             let op = start(client, "demo.sleep", input, &doomed).await;
