@@ -370,7 +370,7 @@ impl Store {
                 );
             }
         }
-        if pipe.len() > 0 {
+        if !pipe.is_empty() {
             let _: () = pipe.query_async(&mut self.conn()).await?;
         }
         Ok(housekeeping)
