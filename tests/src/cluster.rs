@@ -16,7 +16,7 @@ pub fn shared_cluster() -> &'static RedisCluster {
     static CLUSTER: OnceLock<RedisCluster> = OnceLock::new();
     CLUSTER.get_or_init(|| {
         RedisCluster::start(3).unwrap_or_else(|err| {
-            panic!("the cluster tests need redis-server and redis-cli (scripts/test installs them): {err}")
+            panic!("the cluster tests need redis-server and redis-cli on PATH (Debian: redis-server, redis-tools): {err}")
         })
     })
 }
