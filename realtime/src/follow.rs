@@ -8,13 +8,14 @@
 //! sent once, in order, with none missing.
 
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use axum::extract::ws::Utf8Bytes;
 use bytes::Bytes;
 use longrun_shared::Store;
 use longrun_shared::model::{EventType, FrameHead};
 use longrun_shared::relay::{Message, Relay};
+use longrun_shared::store::connection::retry_delay;
 use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
@@ -25,6 +26,9 @@ use crate::protocol::{ServerFrame, error_frame};
 
 /// Events read from the log per round trip while catching up.
 const REPLAY_PAGE: usize = 1_000;
+
+/// Longest pause between catch-up reads while Redis is away.
+const CATCH_UP_RETRY_CEILING: Duration = Duration::from_secs(2);
 
 /// Where a connection's frames go.
 #[derive(Clone)]
@@ -177,15 +181,25 @@ async fn catch_up(
     sink: &Sink,
     op: &Arc<str>,
 ) -> bool {
+    let mut failures: u32 = 0;
     loop {
         let events = match store.events(root, id, *last, REPLAY_PAGE).await {
             Ok(events) => events,
+            Err(err) if err.is_transient() && !sink.overflow.is_cancelled() => {
+                // Redis is away or coming back (its first commands after a
+                // restart may fail): the events logged meanwhile may have
+                // no live message left to announce them, so read again.
+                failures += 1;
+                debug!(operation_id = %id, error = %err, "catch-up read failed; retrying");
+                tokio::time::sleep(retry_delay(failures, CATCH_UP_RETRY_CEILING)).await;
+                continue;
+            }
             Err(err) => {
-                // Redis is away; the relay's resync after it returns brings us back here.
                 debug!(operation_id = %id, error = %err, "catch-up read failed");
                 return false;
             }
         };
+        failures = 0;
         let full = events.len() == REPLAY_PAGE;
         for event in events {
             if event.seq != *last + 1 {

@@ -94,11 +94,7 @@ pub enum GatewayError {
 
 impl Gateway {
     pub fn new(config: Config) -> Result<Self, GatewayError> {
-        let store = Store::connect(
-            config.require_redis_url()?,
-            &config.redis_prefix,
-            config.retention,
-        )?;
+        let store = Store::from_config(&config)?;
         let relay = Relay::start(store.client().clone(), config.realtime.queue_hard.max(1024));
         Ok(Gateway {
             verifier: Verifier::new(&config.jwt),
@@ -208,6 +204,10 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), GatewayError> {
     let gateway = Gateway::new(config)?;
+    gateway
+        .store
+        .self_check(&gateway.config, "realtime")
+        .await?;
     info!(addr = %listener.local_addr()?, "realtime gateway listening");
     let stopping = gateway.shutdown.clone();
     let connections = gateway.connections.clone();

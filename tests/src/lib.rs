@@ -16,6 +16,7 @@
 //!   gateway process that can be stopped, killed and restarted on its port;
 //!   [`terminal`] runs `longrun` in a pseudo-terminal and reads the screen.
 
+pub mod audit;
 pub mod cli;
 pub mod cluster;
 pub mod http;
@@ -167,12 +168,7 @@ impl PlatformBuilder {
                 .expect("worker runs");
             }));
         }
-        let store = Store::connect(
-            config.redis_url.as_deref().expect("redis url"),
-            &config.redis_prefix,
-            config.retention,
-        )
-        .expect("store connects");
+        let store = Store::from_config(&config).expect("store connects");
         Platform {
             config,
             api_url,
