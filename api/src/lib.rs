@@ -92,11 +92,7 @@ impl AppState {
     /// Builds the state from the configuration. Connects to Redis lazily:
     /// the api starts (and answers 503) while Redis is down.
     pub fn new(config: Config) -> Result<Self, ApiStartError> {
-        let store = Store::connect(
-            config.require_redis_url()?,
-            &config.redis_prefix,
-            config.retention,
-        )?;
+        let store = Store::from_config(&config)?;
         let relay = Relay::start(store.client().clone(), 64);
         Ok(AppState(Arc::new(Shared {
             verifier: Verifier::new(&config.jwt),
@@ -129,6 +125,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ApiStartError> {
     let state = AppState::new(config)?;
+    state.store.self_check(&state.config, "api").await?;
     // Install the recorder before the first request, not at the first scrape.
     longrun_shared::telemetry::prometheus();
     observe::describe_metrics();

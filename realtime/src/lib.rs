@@ -107,11 +107,7 @@ pub enum GatewayError {
 
 impl Gateway {
     pub fn new(config: Config) -> Result<Self, GatewayError> {
-        let store = Store::connect(
-            config.require_redis_url()?,
-            &config.redis_prefix,
-            config.retention,
-        )?;
+        let store = Store::from_config(&config)?;
         let relay = Relay::start_with(store.client().clone(), RELAY_CAPACITY, live::decode);
         Ok(Gateway {
             shared: Arc::new(Shared {
@@ -228,6 +224,10 @@ pub async fn run(
 ) -> Result<(), GatewayError> {
     meter::describe();
     let gateway = Gateway::new(config)?;
+    gateway
+        .store
+        .self_check(&gateway.config, "realtime")
+        .await?;
     info!(addr = %listener.local_addr()?, "realtime gateway listening");
     let stopping = gateway.shutdown.clone();
     let connections = gateway.connections.clone();

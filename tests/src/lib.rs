@@ -20,6 +20,7 @@
 //!   operation and drives it through the real transition scripts at
 //!   whatever pace a test needs (the real worker coalesces progress).
 
+pub mod audit;
 pub mod cli;
 pub mod cluster;
 pub mod gateway;
@@ -175,12 +176,7 @@ impl PlatformBuilder {
                 .expect("worker runs");
             }));
         }
-        let store = Store::connect(
-            config.redis_url.as_deref().expect("redis url"),
-            &config.redis_prefix,
-            config.retention,
-        )
-        .expect("store connects");
+        let store = Store::from_config(&config).expect("store connects");
         Platform {
             config,
             api_url,

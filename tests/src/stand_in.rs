@@ -94,7 +94,7 @@ impl StandIn {
         assert_eq!(outcome.word, "ok", "completion was fenced");
         let _ = self
             .store
-            .ack(std::slice::from_ref(&self.job.entry.entry_id))
+            .ack(std::slice::from_ref(&self.job.entry.reference()))
             .await;
     }
 

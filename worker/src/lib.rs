@@ -44,11 +44,8 @@ pub async fn run(
     registry: Registry,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), WorkerError> {
-    let store = Store::connect(
-        config.require_redis_url()?,
-        &config.redis_prefix,
-        config.retention,
-    )?;
+    let store = Store::from_config(&config)?;
+    store.self_check(&config, "worker").await?;
     let engine = Engine::new(store, registry, config.worker.clone());
     info!(
         worker = engine.consumer(),

@@ -604,7 +604,11 @@ async fn retention_removes_every_key_of_a_finished_tree() {
         },
     )
     .await;
-    let infrastructure = [format!("{prefix}:{{q0}}:ready"), format!("{prefix}:kinds")];
+    let infrastructure = [
+        format!("{prefix}:{{q0}}:ready"),
+        format!("{prefix}:kinds"),
+        format!("{prefix}:queue:shards"),
+    ];
     assert!(
         remaining.iter().all(|key| infrastructure.contains(key)),
         "only the queue stream and the kinds stay: {remaining:?}"
@@ -627,7 +631,7 @@ async fn retention_removes_every_key_of_a_finished_tree() {
     platform.stop().await;
 }
 
-async fn scan(conn: &mut redis::aio::ConnectionManager, prefix: &str) -> Vec<String> {
+async fn scan(conn: &mut longrun_shared::store::RedisConn, prefix: &str) -> Vec<String> {
     let mut keys = Vec::new();
     let mut cursor: u64 = 0;
     loop {

@@ -1,12 +1,15 @@
 //! The worker engine across real `longrun worker` processes that are
 //! killed, paused, stopped and cancelled mid-work; the api and gateway run
-//! in the test, on the same real Redis.
+//! in the test, on the same real Redis. Faults among them (SIGKILL, SIGSTOP
+//! past the lease) also check what a WebSocket subscriber got and that
+//! every log is gap-free with one terminal event (see [`longrun_tests::audit`]).
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use longrun_client::{Client, StartOptions, StartParams};
 use longrun_shared::model::{Event, EventType, Operation, Status};
+use longrun_tests::audit::{Subscriber, logged_once};
 use longrun_tests::tree::{children, count, events, ms_between, nodes};
 use longrun_tests::{Platform, ProcessGuard, eventually};
 use serde_json::json;
@@ -91,14 +94,27 @@ async fn a_killed_worker_loses_nothing_of_a_hundred_child_fanout() {
         (!lost.is_empty()).then_some(lost)
     })
     .await;
+    // A WebSocket subscriber of the whole tree gets every event through it.
+    let mut tree = vec![parent.id.clone()];
+    tree.extend(
+        children(&client, &parent.id)
+            .await
+            .into_iter()
+            .map(|c| c.id),
+    );
+    assert_eq!(tree.len(), 101);
+    let mut subscriber = Subscriber::subscribe_all(&platform.ws_url, "kill", &tree).await;
     doomed.signal("KILL");
 
     let done = client.wait(&parent.id, LONG).await.expect("waited");
     assert_eq!(done.status, Status::Succeeded, "{done:?}");
     assert_eq!(done.children.succeeded, 100);
+    subscriber.until_all_done().await;
+    subscriber.verify(&client).await;
+    logged_once(&client, &parent.id).await;
     let mut retried = HashSet::new();
     for child in children(&client, &parent.id).await {
-        let log = events(&client, &child.id).await;
+        let log = logged_once(&client, &child.id).await;
         assert_eq!(
             count(&log, EventType::Succeeded),
             1,
@@ -159,6 +175,8 @@ async fn a_paused_worker_past_its_lease_is_fenced_out() {
     })
     .await;
     let _other = worker(&platform, "other", 4, "warn");
+    let mut subscriber =
+        Subscriber::subscribe_all(&platform.ws_url, "pause", std::slice::from_ref(&op.id)).await;
     paused.signal("STOP");
     eventually(LONG, "the other worker to take over", || async {
         let log = events(&client, &op.id).await;
@@ -170,7 +188,9 @@ async fn a_paused_worker_past_its_lease_is_fenced_out() {
     let done = client.wait(&op.id, LONG).await.expect("waited");
     assert_eq!(done.status, Status::Succeeded, "{done:?}");
     assert_eq!(done.attempt, 2);
-    let log = events(&client, &op.id).await;
+    subscriber.until_all_done().await;
+    subscriber.verify(&client).await;
+    let log = logged_once(&client, &op.id).await;
     assert_eq!(count(&log, EventType::Succeeded), 1, "{log:?}");
     let takeover = log
         .iter()
