@@ -23,6 +23,7 @@ pub mod owner;
 pub mod protocol;
 pub mod writer;
 
+pub use longrun_shared::service::ServiceError;
 use std::future::Future;
 use std::ops::Deref;
 use std::sync::Arc;
@@ -95,18 +96,8 @@ impl std::fmt::Debug for Gateway {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum GatewayError {
-    #[error(transparent)]
-    Config(#[from] longrun_shared::config::ConfigError),
-    #[error(transparent)]
-    Store(#[from] longrun_shared::store::StoreError),
-    #[error("serving failed: {0}")]
-    Io(#[from] std::io::Error),
-}
-
 impl Gateway {
-    pub fn new(config: Config) -> Result<Self, GatewayError> {
+    pub fn new(config: Config) -> Result<Self, ServiceError> {
         let store = Store::from_config(&config)?;
         let relay = Relay::start_with(store.client().clone(), RELAY_CAPACITY, live::decode);
         Ok(Gateway {
@@ -221,7 +212,7 @@ pub async fn run(
     config: Config,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), GatewayError> {
+) -> Result<(), ServiceError> {
     meter::describe();
     let gateway = Gateway::new(config)?;
     gateway
