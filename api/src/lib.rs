@@ -26,6 +26,7 @@ pub mod openapi;
 pub mod ratelimit;
 pub mod routes;
 
+pub use longrun_shared::service::ServiceError;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -78,25 +79,11 @@ impl FromRef<AppState> for Verifier {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum ApiStartError {
-    #[error(transparent)]
-    Config(#[from] longrun_shared::config::ConfigError),
-    #[error(transparent)]
-    Store(#[from] longrun_shared::store::StoreError),
-    #[error("serving failed: {0}")]
-    Io(#[from] std::io::Error),
-}
-
 impl AppState {
     /// Builds the state from the configuration. Connects to Redis lazily:
     /// the api starts (and answers 503) while Redis is down.
-    pub fn new(config: Config) -> Result<Self, ApiStartError> {
-        let store = Store::connect(
-            config.require_redis_url()?,
-            &config.redis_prefix,
-            config.retention,
-        )?;
+    pub fn new(config: Config) -> Result<Self, ServiceError> {
+        let store = Store::from_config(&config)?;
         let relay = Relay::start(store.client().clone(), 64);
         Ok(AppState(Arc::new(Shared {
             verifier: Verifier::new(&config.jwt),
@@ -127,8 +114,9 @@ pub async fn run(
     config: Config,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), ApiStartError> {
+) -> Result<(), ServiceError> {
     let state = AppState::new(config)?;
+    state.store.self_check(&state.config, "api").await?;
     // Install the recorder before the first request, not at the first scrape.
     longrun_shared::telemetry::prometheus();
     observe::describe_metrics();

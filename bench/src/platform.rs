@@ -65,6 +65,18 @@ pub struct Roles {
     pub retention_s: Option<u64>,
 }
 
+impl Roles {
+    /// The whole platform: api, one worker process and the gateway.
+    pub fn full() -> Self {
+        Roles {
+            api: true,
+            workers: 1,
+            gateway: true,
+            ..Roles::default()
+        }
+    }
+}
+
 /// A running target: its Redis and its services.
 #[derive(Debug)]
 pub struct Platform {

@@ -68,11 +68,11 @@ pub enum Command {
     /// its own redis-server when REDIS_URL is unset.
     Dev(DevArgs),
     /// Run the HTTP api alone.
-    Api,
+    Api(ServiceArgs),
     /// Run a worker alone.
-    Worker,
+    Worker(ServiceArgs),
     /// Run the WebSocket gateway alone.
-    Realtime,
+    Realtime(ServiceArgs),
     /// Mint a token with LONGRUN_JWT_SECRET.
     Token(TokenArgs),
     /// Show the settings in effect and where each comes from.
@@ -110,6 +110,15 @@ pub struct DevArgs {
     /// Don't print the banner with the export lines.
     #[arg(long)]
     pub quiet: bool,
+}
+
+/// Flags of `longrun api`, `worker` and `realtime`.
+#[derive(Debug, Args)]
+pub struct ServiceArgs {
+    /// Refuse to start when Redis may lose operations (an evicting
+    /// maxmemory-policy, or no persistence) instead of warning [env: LONGRUN_STRICT]
+    #[arg(long)]
+    pub strict: bool,
 }
 
 #[derive(Debug, Args)]

@@ -65,17 +65,17 @@ async fn run(cli: Cli) -> Outcome {
             longrun_shared::telemetry::init_tracing();
             services::dev(&args, global.json).await
         }
-        Command::Api => {
+        Command::Api(args) => {
             longrun_shared::telemetry::init_tracing();
-            services::api().await
+            services::api(&args).await
         }
-        Command::Worker => {
+        Command::Worker(args) => {
             longrun_shared::telemetry::init_tracing();
-            services::worker().await
+            services::worker(&args).await
         }
-        Command::Realtime => {
+        Command::Realtime(args) => {
             longrun_shared::telemetry::init_tracing();
-            services::realtime().await
+            services::realtime(&args).await
         }
         Command::Token(args) => token::token(&args, global.json),
         Command::Completions(args) => {
@@ -113,9 +113,9 @@ async fn client_command(global: &GlobalArgs, command: Command) -> Outcome {
         Command::Children(args) => show::children(&ctx, &args).await,
         Command::Kinds(args) => show::kinds(&ctx, &args).await,
         Command::Dev(_)
-        | Command::Api
-        | Command::Worker
-        | Command::Realtime
+        | Command::Api(_)
+        | Command::Worker(_)
+        | Command::Realtime(_)
         | Command::Token(_)
         | Command::Config
         | Command::Healthcheck(_)

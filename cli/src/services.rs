@@ -9,11 +9,20 @@ use rand::RngCore;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::args::DevArgs;
+use crate::args::{DevArgs, ServiceArgs};
 use crate::failure::{Failure, exit};
 
 fn config() -> Result<Config, Failure> {
     Config::from_env().map_err(|err| Failure::usage(err.to_string()))
+}
+
+/// The configuration of `longrun api`, `worker` or `realtime`: the
+/// environment, with `--strict` on top.
+fn service_config(args: &ServiceArgs) -> Result<Config, Failure> {
+    let mut config = config()?;
+    config.redis.strict |= args.strict;
+    check(&config)?;
+    Ok(config)
 }
 
 fn check(config: &Config) -> Result<(), Failure> {
@@ -64,9 +73,8 @@ fn failed(service: &str, err: impl std::fmt::Display) -> Failure {
     Failure::connection(format!("{service}: {err}"))
 }
 
-pub async fn api() -> Result<u8, Failure> {
-    let config = config()?;
-    check(&config)?;
+pub async fn api(args: &ServiceArgs) -> Result<u8, Failure> {
+    let config = service_config(args)?;
     longrun_shared::telemetry::prometheus();
     let listener = bind(config.api_addr, "LONGRUN_API_ADDR").await?;
     let stop = shutdown_signal();
@@ -76,9 +84,8 @@ pub async fn api() -> Result<u8, Failure> {
     Ok(exit::OK)
 }
 
-pub async fn worker() -> Result<u8, Failure> {
-    let config = config()?;
-    check(&config)?;
+pub async fn worker(args: &ServiceArgs) -> Result<u8, Failure> {
+    let config = service_config(args)?;
     longrun_shared::telemetry::prometheus();
     let stop = shutdown_signal();
     longrun_worker::run(
@@ -91,9 +98,8 @@ pub async fn worker() -> Result<u8, Failure> {
     Ok(exit::OK)
 }
 
-pub async fn realtime() -> Result<u8, Failure> {
-    let config = config()?;
-    check(&config)?;
+pub async fn realtime(args: &ServiceArgs) -> Result<u8, Failure> {
+    let config = service_config(args)?;
     longrun_shared::telemetry::prometheus();
     let listener = bind(config.ws_addr, "LONGRUN_WS_ADDR").await?;
     let stop = shutdown_signal();

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use longrun_shared::kinds::{BackoffKind, FailurePolicy, KindSpec};
+use longrun_shared::kinds::{KindSpec, StartParams};
 use longrun_shared::model::{Event, EventPage, Operation, OperationPage, Status};
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use reqwest::{Method, RequestBuilder, StatusCode};
@@ -21,27 +21,24 @@ pub type Result<T, E = ClientError> = std::result::Result<T, E>;
 /// (long polls get their own, longer limit).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Options of a start (sent as query parameters and headers); every
-/// `None` keeps the kind's default.
+/// Options of a start: the repeat-safe key (sent as `Idempotency-Key`) and
+/// the query parameters (`params`; every `None` keeps the kind's default).
 #[derive(Debug, Clone, Default)]
 pub struct StartOptions {
     /// Repeat-safe key: a second start with it (same owner) returns the
     /// first operation and starts nothing.
     pub idempotency_key: Option<String>,
-    /// Attempts before the operation fails for good.
-    pub max_attempts: Option<u32>,
-    /// Per-attempt time limit, in milliseconds.
-    pub timeout_ms: Option<u64>,
-    /// Overall time limit across attempts, in milliseconds.
-    pub deadline_ms: Option<u64>,
-    /// How retries are spaced.
-    pub backoff: Option<BackoffKind>,
-    /// First retry delay, in milliseconds.
-    pub backoff_ms: Option<u64>,
-    /// Longest retry delay, in milliseconds.
-    pub backoff_max_ms: Option<u64>,
-    /// What a failed child does to its parent.
-    pub failure_policy: Option<FailurePolicy>,
+    /// Attempts, time limits, backoff and failure policy.
+    pub params: StartParams,
+}
+
+impl From<StartParams> for StartOptions {
+    fn from(params: StartParams) -> Self {
+        StartOptions {
+            idempotency_key: None,
+            params,
+        }
+    }
 }
 
 /// Filters of [`Client::list`].
@@ -199,13 +196,15 @@ impl Client {
     ///
     /// ```no_run
     /// # async fn demo(client: longrun_client::Client) -> longrun_client::Result<()> {
-    /// use longrun_client::StartOptions;
+    /// use longrun_client::{StartOptions, StartParams};
     /// use serde_json::json;
     ///
     /// let options = StartOptions {
     ///     idempotency_key: Some("nightly-2026-11-24".into()),
-    ///     max_attempts: Some(5),
-    ///     ..StartOptions::default()
+    ///     params: StartParams {
+    ///         max_attempts: Some(5),
+    ///         ..StartParams::default()
+    ///     },
     /// };
     /// let operation = client
     ///     .start("demo.sleep", &json!({"duration_ms": 2000, "steps": 4}), &options)
@@ -240,10 +239,7 @@ impl Client {
         if let Some(key) = &options.idempotency_key {
             request = request.header("Idempotency-Key", key);
         }
-        let query = start_query(options);
-        if !query.is_empty() {
-            request = request.query(&query);
-        }
+        request = request.query(&options.params);
         let response = self.send(request).await?;
         let created = response.status() == StatusCode::ACCEPTED;
         let location = header(response.headers(), "location");
@@ -413,27 +409,6 @@ async fn read_json<T: DeserializeOwned>(response: reqwest::Response) -> Result<T
     })
 }
 
-fn start_query(options: &StartOptions) -> Vec<(&'static str, String)> {
-    let numbers = [
-        ("max_attempts", options.max_attempts.map(u64::from)),
-        ("timeout_ms", options.timeout_ms),
-        ("deadline_ms", options.deadline_ms),
-        ("backoff_ms", options.backoff_ms),
-        ("backoff_max_ms", options.backoff_max_ms),
-    ];
-    let mut query: Vec<(&'static str, String)> = numbers
-        .into_iter()
-        .filter_map(|(name, value)| value.map(|v| (name, v.to_string())))
-        .collect();
-    if let Some(backoff) = options.backoff {
-        query.push(("backoff", enum_name(&backoff)));
-    }
-    if let Some(policy) = options.failure_policy {
-        query.push(("failure_policy", policy.as_str().to_owned()));
-    }
-    query
-}
-
 /// `/v1/operations/{id}{suffix}` with the id percent-encoded, so an id
 /// typed wrong (`../kinds`) can only ever name a missing operation.
 fn operation_path(id: &str, suffix: &str) -> String {
@@ -458,13 +433,6 @@ pub(crate) fn segment(text: &str) -> String {
     }
 }
 
-fn enum_name<T: serde::Serialize>(value: &T) -> String {
-    serde_json::to_value(value)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
-}
-
 fn header(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get(name)
@@ -484,6 +452,7 @@ pub(crate) fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use longrun_shared::kinds::{BackoffKind, FailurePolicy};
 
     #[test]
     fn ids_are_encoded_as_one_path_segment() {
@@ -500,21 +469,29 @@ mod tests {
     }
 
     #[test]
-    fn start_options_become_query_parameters() {
-        let options = StartOptions {
+    fn start_params_become_query_parameters_and_unset_ones_are_not_sent() {
+        let query = |params: &StartParams| {
+            reqwest::Client::new()
+                .post("http://127.0.0.1/v1/demo/sleep")
+                .query(params)
+                .build()
+                .expect("a request")
+                .url()
+                .query()
+                .map(str::to_owned)
+        };
+        let params = StartParams {
             max_attempts: Some(5),
             timeout_ms: Some(30_000),
             backoff: Some(BackoffKind::Fixed),
             failure_policy: Some(FailurePolicy::FailFast),
-            ..StartOptions::default()
+            ..StartParams::default()
         };
-        let query = start_query(&options);
-        assert!(query.contains(&("max_attempts", "5".to_owned())));
-        assert!(query.contains(&("timeout_ms", "30000".to_owned())));
-        assert!(query.contains(&("backoff", "fixed".to_owned())));
-        assert!(query.contains(&("failure_policy", "fail_fast".to_owned())));
-        assert_eq!(query.len(), 4, "unset options are not sent: {query:?}");
-        assert!(start_query(&StartOptions::default()).is_empty());
+        assert_eq!(
+            query(&params).as_deref(),
+            Some("max_attempts=5&timeout_ms=30000&backoff=fixed&failure_policy=fail_fast")
+        );
+        assert_eq!(query(&StartParams::default()), None);
     }
 
     #[test]

@@ -68,7 +68,7 @@ mod watch;
 
 pub use client::{Client, ListOptions, Result, StartOptions, Started};
 pub use error::ClientError;
-pub use longrun_shared::kinds::{BackoffKind, FailurePolicy, KindSpec};
+pub use longrun_shared::kinds::{BackoffKind, FailurePolicy, KindSpec, StartParams};
 pub use longrun_shared::model::{
     ChildCounts, Event, EventPage, EventType, Operation, OperationError, OperationPage, Progress,
     Status,

@@ -8,7 +8,10 @@ use axum::extract::FromRequestParts;
 use axum::http::Request;
 use libfuzzer_sys::fuzz_target;
 use longrun_api::extract::Params;
-use longrun_api::routes::{EventParams, ListParams, PageParams, StartOptions, WaitParams};
+use longrun_api::routes::list::ListParams;
+use longrun_api::routes::read::{EventParams, PageParams};
+use longrun_api::routes::start::StartParams;
+use longrun_api::routes::wait::WaitParams;
 use longrun_shared::problem::Code;
 use serde::de::DeserializeOwned;
 
@@ -40,5 +43,5 @@ fuzz_target!(|data: &[u8]| {
     read::<EventParams>(&uri);
     read::<PageParams>(&uri);
     read::<WaitParams>(&uri);
-    read::<StartOptions>(&uri);
+    read::<StartParams>(&uri);
 });

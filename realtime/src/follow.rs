@@ -1,61 +1,92 @@
-//! Following one operation (or one owner) for one connection.
+//! Following one operation for one connection: the delivery guarantee.
 //!
-//! The gap-free recipe for an operation: subscribe to its channel first,
-//! then read its log after the last seq the client has, send that, then
-//! forward live frames whose seq is exactly one more than the last sent.
-//! A live seq that jumps ahead, a lagging receiver or a pub/sub reconnect
-//! all mean "read the log again from the last seq sent", so every seq is
-//! sent once, in order, with none missing.
+//! The gap-free recipe: subscribe to the operation's channel first (the
+//! relay answers once Redis confirmed it), then read its log after the last
+//! seq the client has and send that, then forward live events whose seq is
+//! exactly one more than the last sent. Every published event is already
+//! in the log (one script appends and publishes), so an event is either in
+//! that read or arrives live after it; live events at or below the last seq
+//! sent are the overlap and are skipped. A live seq that jumps ahead, a
+//! subscriber that lagged behind the relay, or a relay that reconnected to
+//! Redis all mean "read the log again from the last seq sent". So every
+//! seq is sent once, in order, with none missing — and the seq a client
+//! saw last is all it needs to resume on any gateway (`after_seq`).
+//!
+//! Replays pull from the log at the pace the client reads (they wait for
+//! room in the outbox), so they are never coalesced; live events are
+//! pushed and may be coalesced for a client that fell behind.
 
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::Duration;
 
-use axum::extract::ws::Utf8Bytes;
-use bytes::Bytes;
 use longrun_shared::Store;
-use longrun_shared::model::{EventType, FrameHead};
-use longrun_shared::relay::{Message, Relay};
-use serde::Deserialize;
+use longrun_shared::auth::Principal;
+use longrun_shared::model::{Event, EventType};
+use longrun_shared::relay::Message;
+use longrun_shared::store::StoreError;
 use tokio::sync::broadcast::error::RecvError;
-use tokio_util::sync::CancellationToken;
-use tracing::debug;
+use tracing::{debug, warn};
 
-use crate::outbox::{Outbox, Outgoing, Pushed};
-use crate::protocol::{ServerFrame, error_frame};
+use crate::Gateway;
+use crate::live::LiveEvent;
+use crate::meter::{self, CatchUp};
+use crate::outbox::{Outbox, Outgoing, Pushed, Source};
+use crate::protocol::{ServerFrame, code, error_frame};
 
 /// Events read from the log per round trip while catching up.
-const REPLAY_PAGE: usize = 1_000;
+const REPLAY_PAGE: usize = 500;
 
-/// Where a connection's frames go.
-#[derive(Clone)]
+/// Where one subscription's frames go.
+#[derive(Debug, Clone)]
 pub struct Sink {
     pub outbox: Arc<Outbox>,
-    /// Fired when the outbox overflowed: the connection closes with 4008.
-    pub overflow: CancellationToken,
+    pub source: Source,
 }
 
 impl Sink {
-    /// Queues a frame; `false` once the connection must close.
-    pub fn send(&self, text: Utf8Bytes, progress_of: Option<&Arc<str>>) -> bool {
-        let pushed = self.outbox.push(Outgoing {
-            text,
-            progress_of: progress_of.cloned(),
-        });
-        match pushed {
-            Pushed::Queued => true,
-            Pushed::Coalesced => {
-                metrics::counter!("longrun_ws_events_coalesced_total").increment(1);
-                true
-            }
-            Pushed::Overflow => {
-                self.overflow.cancel();
-                false
-            }
-        }
+    /// Queues a live event (coalesced past the soft bound). `false` once
+    /// the connection is closing.
+    pub fn live(&self, event: &LiveEvent) -> bool {
+        self.push(Outgoing {
+            text: event.text.clone(),
+            source: self.source,
+            progress_of: (event.event == EventType::Progress).then(|| event.operation_id.clone()),
+            emitted_at: event.emitted_at,
+            event: true,
+        })
     }
 
-    pub fn send_text(&self, text: String) -> bool {
-        self.send(Utf8Bytes::from(text), None)
+    /// Queues an event read from the log, once there is room for it.
+    pub async fn replayed(&self, event: &Event, operation: &Arc<str>) -> bool {
+        self.outbox.wait_for_room().await;
+        let text = serde_json::to_string(&event.to_frame()).unwrap_or_default();
+        self.push(Outgoing {
+            text: text.into(),
+            source: self.source,
+            progress_of: (event.event_type == EventType::Progress).then(|| operation.clone()),
+            emitted_at: None,
+            event: true,
+        })
+    }
+
+    /// Queues a frame that is not an event (never coalesced).
+    pub fn notice(&self, text: String) -> bool {
+        self.push(Outgoing::notice(text, self.source))
+    }
+
+    pub fn error(&self, code: &str, message: &str, operation_id: Option<&str>) -> bool {
+        self.notice(error_frame(code, message, operation_id))
+    }
+
+    fn push(&self, frame: Outgoing) -> bool {
+        match self.outbox.push(frame) {
+            Pushed::Queued => true,
+            Pushed::Coalesced => {
+                meter::coalesced();
+                true
+            }
+            Pushed::Overflow | Pushed::Closed => false,
+        }
     }
 }
 
@@ -68,188 +99,254 @@ pub enum Start {
     Current,
 }
 
-/// The head of a published frame plus its emit time, for the latency metric.
-#[derive(Deserialize)]
-struct LiveHead {
-    #[serde(flatten)]
-    head: FrameHead,
-    at: String,
+/// How far one operation's events were sent on one subscription.
+#[derive(Debug)]
+pub struct Cursor {
+    pub id: Arc<str>,
+    /// The root of its tree (where its keys live), once known.
+    pub root: Option<String>,
+    /// The last seq sent.
+    pub last: u64,
 }
 
-/// Follows one operation until its terminal event was sent.
+/// What became of a live event offered to a cursor.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Offered {
+    Sent,
+    /// Sent, and it was the terminal event: nothing follows.
+    Terminal,
+    /// At or below the last seq sent: the overlap with a replay.
+    Old,
+    /// Ahead of the next seq: read the log.
+    Gap,
+    /// The connection is closing.
+    Closed,
+}
+
+/// How a catch-up ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Caught {
+    /// Up to date; `replayed` events were sent.
+    Open { replayed: usize },
+    /// The terminal event was sent (now or before), or the operation is gone.
+    Finished,
+    /// The connection is closing.
+    Closed,
+}
+
+impl Cursor {
+    pub fn new(id: Arc<str>, root: Option<String>, last: u64) -> Self {
+        Cursor { id, root, last }
+    }
+
+    pub fn offer(&mut self, event: &LiveEvent, sink: &Sink) -> Offered {
+        if event.seq <= self.last {
+            return Offered::Old;
+        }
+        if event.seq != self.last + 1 {
+            return Offered::Gap;
+        }
+        if !sink.live(event) {
+            return Offered::Closed;
+        }
+        self.last = event.seq;
+        if event.event.is_terminal() {
+            Offered::Terminal
+        } else {
+            Offered::Sent
+        }
+    }
+
+    /// Sends every logged event after `last`, retrying while Redis is away.
+    pub async fn catch_up(&mut self, store: &Store, sink: &Sink) -> Caught {
+        let Some(root) = self.root(store).await else {
+            return Caught::Finished;
+        };
+        let mut replayed = 0;
+        let mut failures = 0;
+        loop {
+            let events = match store.events(&root, &self.id, self.last, REPLAY_PAGE).await {
+                Ok(events) => events,
+                Err(err) => {
+                    failures += 1;
+                    pause(failures, &self.id, &err).await;
+                    continue;
+                }
+            };
+            failures = 0;
+            let full = events.len() == REPLAY_PAGE;
+            for event in &events {
+                if event.seq <= self.last {
+                    continue;
+                }
+                if event.seq != self.last + 1 && !self.report_trimmed(event.seq, sink) {
+                    return Caught::Closed;
+                }
+                if !sink.replayed(event, &self.id).await {
+                    return Caught::Closed;
+                }
+                self.last = event.seq;
+                replayed += 1;
+                if event.event_type.is_terminal() {
+                    return Caught::Finished;
+                }
+            }
+            if !full {
+                return Caught::Open { replayed };
+            }
+        }
+    }
+
+    /// The log starts past `last`: its beginning expired with retention.
+    fn report_trimmed(&self, first: u64, sink: &Sink) -> bool {
+        sink.error(
+            code::GAP,
+            &format!(
+                "events {} to {} are no longer kept",
+                self.last + 1,
+                first - 1
+            ),
+            Some(&self.id),
+        )
+    }
+
+    /// The root of the operation's tree, looked up once; `None` when the
+    /// operation no longer exists.
+    async fn root(&mut self, store: &Store) -> Option<String> {
+        if self.root.is_none() {
+            let mut failures = 0;
+            self.root = loop {
+                match store.get(&self.id).await {
+                    Ok(found) => break Some(found?.root),
+                    Err(err) => {
+                        failures += 1;
+                        pause(failures, &self.id, &err).await;
+                    }
+                }
+            };
+        }
+        self.root.clone()
+    }
+}
+
+/// Backs off after a failed Redis read (it reconnects by itself).
+pub async fn pause(failures: u32, id: &str, err: &StoreError) {
+    if failures == 1 {
+        debug!(operation_id = %id, error = %err, "reading the operation failed; retrying");
+    } else if failures.is_multiple_of(30) {
+        warn!(operation_id = %id, error = %err, "still cannot read the operation; retrying");
+    }
+    let delay = 25u64.saturating_mul(1 << failures.min(7)).min(2_000);
+    tokio::time::sleep(Duration::from_millis(delay)).await;
+}
+
+/// Follows one operation for `viewer` until its terminal event was sent.
 pub async fn follow_operation(
-    store: Store,
-    relay: Relay,
-    root: String,
+    gateway: Gateway,
+    viewer: Principal,
     id: String,
     start: Start,
     sink: Sink,
 ) {
-    let op: Arc<str> = Arc::from(id.as_str());
-    let Ok(mut subscription) = relay.subscribe(&store.keys().op_channel(&root, &id)).await else {
+    let _gauge = meter::SubscriptionGauge::open();
+    let Some(root) = visible_root(&gateway.store, &viewer, &id).await else {
+        sink.error(code::NOT_FOUND, "no such operation", Some(&id));
         return;
     };
-    let mut last = match start {
-        Start::AfterSeq(seq) => seq,
-        Start::Current => {
-            let Ok(Some(stored)) = store.get_in(&root, &id).await else {
-                sink.send_text(error_frame("not_found", "no such operation", Some(&id)));
-                return;
-            };
-            let frame = ServerFrame::Subscribed {
-                operation_id: &id,
-                operation: &stored.operation,
-            };
-            if !sink.send_text(frame.to_json()) || stored.operation.done {
-                return;
-            }
-            stored.operation.seq
-        }
-    };
-    if catch_up(&store, &root, &id, &mut last, &sink, &op).await {
+    let channel = gateway.store.keys().op_channel(&root, &id);
+    let Ok(mut subscription) = gateway.relay.subscribe(&channel).await else {
         return;
+    };
+    let mut cursor = Cursor::new(Arc::from(id.as_str()), Some(root), 0);
+    match start {
+        Start::AfterSeq(seq) => cursor.last = seq,
+        Start::Current => match send_current(&gateway.store, &mut cursor, &sink).await {
+            Some(last) => cursor.last = last,
+            None => return,
+        },
+    }
+    match cursor.catch_up(&gateway.store, &sink).await {
+        Caught::Open { replayed: 0 } if already_finished(&gateway.store, &cursor).await => return,
+        Caught::Open { .. } => {}
+        Caught::Finished | Caught::Closed => return,
     }
     loop {
-        let message = subscription.receiver.recv().await;
-        let needs_catch_up = match message {
-            Ok(Message::Payload(payload)) => match forward(&payload, &mut last, &sink, &op) {
-                Forwarded::Sent { terminal: true } | Forwarded::Closed => return,
-                Forwarded::Sent { terminal: false } | Forwarded::Old => false,
-                Forwarded::Gap => true,
+        let reason = match subscription.recv().await {
+            Ok(Message::Payload(event)) => match cursor.offer(&event, &sink) {
+                Offered::Sent | Offered::Old => continue,
+                Offered::Terminal | Offered::Closed => return,
+                Offered::Gap => CatchUp::Gap,
             },
-            Ok(Message::Resync) | Err(RecvError::Lagged(_)) => true,
+            Ok(Message::Resync) => CatchUp::Resync,
+            Err(RecvError::Lagged(_)) => CatchUp::Lagged,
             Err(RecvError::Closed) => return,
         };
-        if needs_catch_up && catch_up(&store, &root, &id, &mut last, &sink, &op).await {
-            return;
+        meter::catch_up(reason);
+        match cursor.catch_up(&gateway.store, &sink).await {
+            Caught::Open { .. } => {}
+            Caught::Finished | Caught::Closed => return,
         }
     }
 }
 
-enum Forwarded {
-    Sent { terminal: bool },
-    Old,
-    Gap,
-    Closed,
-}
-
-fn forward(payload: &Bytes, last: &mut u64, sink: &Sink, op: &Arc<str>) -> Forwarded {
-    let Ok(live) = serde_json::from_slice::<LiveHead>(payload) else {
-        return Forwarded::Old;
-    };
-    let seq = live.head.seq;
-    if seq <= *last {
-        return Forwarded::Old;
-    }
-    if seq != *last + 1 {
-        return Forwarded::Gap;
-    }
-    let Ok(text) = Utf8Bytes::try_from(payload.clone()) else {
-        return Forwarded::Old;
-    };
-    let progress = live.head.event == EventType::Progress;
-    if !sink.send(text, progress.then_some(op)) {
-        return Forwarded::Closed;
-    }
-    *last = seq;
-    record_delivery(&live.at);
-    Forwarded::Sent {
-        terminal: live.head.event.is_terminal(),
-    }
-}
-
-fn record_delivery(at: &str) {
-    metrics::counter!("longrun_ws_events_delivered_total").increment(1);
-    if let Ok(emitted) = humantime::parse_rfc3339(at)
-        && let Ok(elapsed) = SystemTime::now().duration_since(emitted)
-    {
-        metrics::histogram!("longrun_ws_delivery_latency_seconds").record(elapsed.as_secs_f64());
-    }
-}
-
-/// Sends every logged event after `last`. Returns true once the terminal
-/// event was sent (or the connection must close).
-async fn catch_up(
-    store: &Store,
-    root: &str,
-    id: &str,
-    last: &mut u64,
-    sink: &Sink,
-    op: &Arc<str>,
-) -> bool {
+/// The operation's root when `viewer` may see it; `None` when it does not
+/// exist or belongs to another owner (the same answer, so existence does
+/// not leak).
+async fn visible_root(store: &Store, viewer: &Principal, id: &str) -> Option<String> {
+    let mut failures = 0;
     loop {
-        let events = match store.events(root, id, *last, REPLAY_PAGE).await {
-            Ok(events) => events,
+        match store.get(id).await {
+            Ok(Some(stored)) if viewer.may_access(&stored.operation.owner) => {
+                return Some(stored.root);
+            }
+            Ok(_) => return None,
             Err(err) => {
-                // Redis is away; the relay's resync after it returns brings us back here.
-                debug!(operation_id = %id, error = %err, "catch-up read failed");
-                return false;
+                failures += 1;
+                pause(failures, id, &err).await;
             }
-        };
-        let full = events.len() == REPLAY_PAGE;
-        for event in events {
-            if event.seq != *last + 1 {
-                // Only the first read after `last` can start anywhere else,
-                // when the log was trimmed by retention: say so, go on.
-                sink.send_text(error_frame(
-                    "gap",
-                    &format!(
-                        "events {} to {} are no longer kept",
-                        *last + 1,
-                        event.seq - 1
-                    ),
-                    Some(id),
-                ));
-            }
-            let terminal = event.event_type.is_terminal();
-            let progress = event.event_type == EventType::Progress;
-            let text = serde_json::to_string(&event.to_frame()).unwrap_or_default();
-            if !sink.send(Utf8Bytes::from(text), progress.then_some(op)) {
-                return true;
-            }
-            *last = event.seq;
-            metrics::counter!("longrun_ws_events_delivered_total").increment(1);
-            if terminal {
-                return true;
-            }
-        }
-        if !full {
-            return false;
         }
     }
 }
 
-/// Follows every event of an owner's operations, from now on.
-pub async fn follow_owner(store: Store, relay: Relay, owner: String, sink: Sink) {
-    let Ok(mut subscription) = relay.subscribe(&store.keys().owner_channel(&owner)).await else {
-        return;
-    };
-    loop {
-        match subscription.receiver.recv().await {
-            Ok(Message::Payload(payload)) => {
-                let Ok(live) = serde_json::from_slice::<LiveHead>(&payload) else {
-                    continue;
-                };
-                let Ok(text) = Utf8Bytes::try_from(payload) else {
-                    continue;
-                };
-                let op: Arc<str> = Arc::from(live.head.operation_id.as_str());
-                let progress = live.head.event == EventType::Progress;
-                if !sink.send(text, progress.then_some(&op)) {
-                    return;
-                }
-                record_delivery(&live.at);
+/// Sends the `subscribed` frame; the seq live events follow, or `None`
+/// when nothing follows (the operation is done or gone, or the connection
+/// is closing).
+async fn send_current(store: &Store, cursor: &mut Cursor, sink: &Sink) -> Option<u64> {
+    let root = cursor.root.clone()?;
+    let mut failures = 0;
+    let stored = loop {
+        match store.get_in(&root, &cursor.id).await {
+            Ok(stored) => break stored,
+            Err(err) => {
+                failures += 1;
+                pause(failures, &cursor.id, &err).await;
             }
-            Ok(Message::Resync) | Err(RecvError::Lagged(_)) => {
-                // There is no per-owner log to replay: tell the client, who
-                // re-reads the operations it shows (GET, or subscribe with after_seq).
-                sink.send_text(error_frame(
-                    "resync",
-                    "events of this owner may have been missed; re-read the operations you show",
-                    None,
-                ));
-            }
-            Err(RecvError::Closed) => return,
         }
+    };
+    let Some(stored) = stored else {
+        sink.error(code::NOT_FOUND, "no such operation", Some(&cursor.id));
+        return None;
+    };
+    let frame = ServerFrame::Subscribed {
+        operation_id: &cursor.id,
+        operation: &stored.operation,
+    };
+    if !sink.notice(frame.to_json()) || stored.operation.done {
+        return None;
+    }
+    Some(stored.operation.seq)
+}
+
+/// True when the operation is done and its last event is at or below the
+/// cursor (the client asked for events after the end): nothing will come.
+async fn already_finished(store: &Store, cursor: &Cursor) -> bool {
+    let Some(root) = &cursor.root else {
+        return true;
+    };
+    match store.get_in(root, &cursor.id).await {
+        Ok(Some(stored)) => stored.operation.done && stored.operation.seq <= cursor.last,
+        Ok(None) => true,
+        // Unknown: keep following; live events or a resync settle it.
+        Err(_) => false,
     }
 }

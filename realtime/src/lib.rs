@@ -7,19 +7,26 @@
 //! `after_seq`), gateway restarts and Redis reconnects.
 //!
 //! Every connection of a process shares one Redis pub/sub connection
-//! ([`longrun_shared::relay`]); each event is received and parsed once per
-//! process and its bytes are forwarded as published. See [`connection`] for
-//! one client's life, [`follow`] for the delivery guarantee and [`outbox`]
-//! for backpressure.
+//! ([`longrun_shared::relay`]); each event is received and decoded once per
+//! process ([`live`]) and its bytes are forwarded as published. See
+//! [`connection`] for one client's life, [`follow`] and [`owner`] for the
+//! delivery guarantee, [`outbox`] for backpressure and [`admission`] for
+//! connection limits. docs/websocket.md is the protocol for users.
 
+pub mod admission;
 pub mod connection;
 pub mod follow;
+pub mod live;
+pub mod meter;
 pub mod outbox;
+pub mod owner;
 pub mod protocol;
+pub mod writer;
 
-use std::collections::HashMap;
+pub use longrun_shared::service::ServiceError;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::ops::Deref;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -28,7 +35,8 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use longrun_shared::auth::{AuthError, Verifier};
+use axum::serve::ListenerExt;
+use longrun_shared::auth::{Principal, Verifier};
 use longrun_shared::problem::{Code, PROBLEM_JSON, Problem};
 use longrun_shared::relay::Relay;
 use longrun_shared::{Config, Store};
@@ -38,20 +46,48 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::info;
 
-/// Largest message the socket accepts at all; frames over
-/// [`protocol::MAX_CLIENT_FRAME`] but under this get a `bad_request`.
-const MAX_SOCKET_MESSAGE: usize = 16 * 1024 * 1024;
+use crate::admission::Admission;
+use crate::connection::Admitted;
+use crate::live::Live;
+use crate::protocol::MAX_SOCKET_MESSAGE;
 
-/// What every connection of the gateway shares.
+/// How many live events one subscriber may fall behind on a channel
+/// before it re-reads the log instead (see [`follow`]). Small on purpose:
+/// every channel allocates its ring up front, and catching up from the log
+/// is cheap and exact.
+const RELAY_CAPACITY: usize = 64;
+/// The socket's read buffer: client frames are small.
+const READ_BUFFER: usize = 4 * 1024;
+/// The kernel send buffer of each client socket (Linux doubles it). Left
+/// to autotuning it grows to megabytes, hiding a client that stopped
+/// reading (and holding that much memory for it); this bound is plenty for
+/// progress streams and lets the outbox see a slow client soon.
+const SEND_BUFFER: usize = 64 * 1024;
+/// How long closing connections get to say goodbye on shutdown.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// What every connection of the gateway shares (cheap to clone).
 #[derive(Clone)]
 pub struct Gateway {
+    shared: Arc<Shared>,
+}
+
+pub struct Shared {
     pub store: Store,
-    pub relay: Relay,
+    pub relay: Relay<Live>,
     pub verifier: Verifier,
-    pub config: Arc<Config>,
+    pub config: Config,
     pub shutdown: CancellationToken,
+    pub admission: Arc<Admission>,
     connections: TaskTracker,
-    owners: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+impl Deref for Gateway {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.shared
+    }
 }
 
 impl std::fmt::Debug for Gateway {
@@ -60,71 +96,23 @@ impl std::fmt::Debug for Gateway {
     }
 }
 
-/// One connection counted against its owner's limit, released when dropped.
-#[derive(Debug)]
-pub struct OwnerSlot {
-    owner: String,
-    owners: Arc<Mutex<HashMap<String, usize>>>,
-}
-
-impl Drop for OwnerSlot {
-    fn drop(&mut self) {
-        let mut owners = self
-            .owners
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(count) = owners.get_mut(&self.owner) {
-            *count -= 1;
-            if *count == 0 {
-                owners.remove(&self.owner);
-            }
-        }
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum GatewayError {
-    #[error(transparent)]
-    Config(#[from] longrun_shared::config::ConfigError),
-    #[error(transparent)]
-    Store(#[from] longrun_shared::store::StoreError),
-    #[error("serving failed: {0}")]
-    Io(#[from] std::io::Error),
-}
-
 impl Gateway {
-    pub fn new(config: Config) -> Result<Self, GatewayError> {
-        let store = Store::connect(
-            config.require_redis_url()?,
-            &config.redis_prefix,
-            config.retention,
-        )?;
-        let relay = Relay::start(store.client().clone(), config.realtime.queue_hard.max(1024));
+    pub fn new(config: Config) -> Result<Self, ServiceError> {
+        let store = Store::from_config(&config)?;
+        let relay = Relay::start_with(store.client().clone(), RELAY_CAPACITY, live::decode);
         Ok(Gateway {
-            verifier: Verifier::new(&config.jwt),
-            relay,
-            store,
-            config: Arc::new(config),
-            shutdown: CancellationToken::new(),
-            connections: TaskTracker::new(),
-            owners: Arc::new(Mutex::new(HashMap::new())),
-        })
-    }
-
-    /// Counts a connection for `owner`; `None` when at the limit.
-    pub fn claim_owner_slot(&self, owner: &str) -> Option<OwnerSlot> {
-        let mut owners = self
-            .owners
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let count = owners.entry(owner.to_owned()).or_insert(0);
-        if *count >= self.config.realtime.max_connections_per_owner {
-            return None;
-        }
-        *count += 1;
-        Some(OwnerSlot {
-            owner: owner.to_owned(),
-            owners: self.owners.clone(),
+            shared: Arc::new(Shared {
+                verifier: Verifier::new(&config.jwt),
+                admission: Admission::new(
+                    config.realtime.max_connections_per_owner,
+                    config.realtime.max_subscriptions_per_owner,
+                ),
+                relay,
+                store,
+                config,
+                shutdown: CancellationToken::new(),
+                connections: TaskTracker::new(),
+            }),
         })
     }
 }
@@ -157,47 +145,65 @@ struct UpgradeQuery {
     access_token: Option<String>,
 }
 
+/// The token of an upgrade request: the `Authorization` header, else the
+/// `access_token` query parameter. `None` when neither is there.
+fn upgrade_principal(
+    gateway: &Gateway,
+    headers: &HeaderMap,
+    query: Option<UpgradeQuery>,
+) -> Option<Result<Principal, longrun_shared::auth::AuthError>> {
+    if let Some(value) = headers.get(header::AUTHORIZATION) {
+        let value = value.to_str().unwrap_or_default();
+        return Some(gateway.verifier.verify_header(value));
+    }
+    query
+        .and_then(|query| query.access_token)
+        .map(|token| gateway.verifier.verify(&token))
+}
+
 async fn upgrade(
     State(gateway): State<Gateway>,
     headers: HeaderMap,
     query: Result<Query<UpgradeQuery>, axum::extract::rejection::QueryRejection>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .map(|value| gateway.verifier.verify_header(value))
-        .or_else(|| {
-            query
-                .ok()
-                .and_then(|Query(q)| q.access_token)
-                .map(|token| gateway.verifier.verify(&token))
-        });
-    let principal = match token {
-        None => None,
-        Some(Ok(principal)) => Some(principal),
-        Some(Err(err)) => return problem(Code::Unauthorized, &auth_detail(&err)),
-    };
-    let slot = match &principal {
-        Some(principal) => match gateway.claim_owner_slot(&principal.owner) {
-            Some(slot) => Some(slot),
-            None => return problem(Code::RateLimited, "too many connections for this owner"),
-        },
-        None => None,
-    };
     let ws = match ws {
         Ok(ws) => ws,
         Err(rejection) => return problem(Code::BadRequest, &rejection.body_text()),
     };
+    if gateway.shutdown.is_cancelled() {
+        return problem(Code::Unavailable, "the gateway is shutting down; reconnect");
+    }
+    let admitted = match upgrade_principal(&gateway, &headers, query.ok().map(|Query(q)| q)) {
+        Some(Err(err)) => return problem(Code::Unauthorized, &err.to_string()),
+        Some(Ok(principal)) => match gateway.admission.owner(&principal.owner) {
+            Some(slot) => Admitted::Authenticated { principal, slot },
+            None => return problem(Code::RateLimited, "too many connections for this owner"),
+        },
+        None => match gateway.admission.anonymous() {
+            Some(slot) => Admitted::Anonymous { slot },
+            None => {
+                return problem(
+                    Code::RateLimited,
+                    "too many connections are waiting to authenticate",
+                );
+            }
+        },
+    };
     let tracker = gateway.connections.clone();
-    ws.max_message_size(MAX_SOCKET_MESSAGE)
+    ws.read_buffer_size(READ_BUFFER)
+        .write_buffer_size(0)
+        .max_message_size(MAX_SOCKET_MESSAGE)
+        .max_frame_size(MAX_SOCKET_MESSAGE)
         .on_upgrade(move |socket| {
-            tracker.track_future(connection::serve(socket, gateway, principal, slot))
+            tracker.track_future(connection::serve(socket, gateway, admitted))
         })
 }
 
-fn auth_detail(err: &AuthError) -> String {
-    err.to_string()
+/// Small frames go out at once (no Nagle delay); the send buffer is bounded.
+fn tune_socket(tcp: &mut tokio::net::TcpStream) {
+    let _ = tcp.set_nodelay(true);
+    let _ = socket2::SockRef::from(&*tcp).set_send_buffer_size(SEND_BUFFER);
 }
 
 /// Serves the gateway on `listener` until `shutdown` resolves; then every
@@ -206,8 +212,13 @@ pub async fn run(
     config: Config,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), GatewayError> {
+) -> Result<(), ServiceError> {
+    meter::describe();
     let gateway = Gateway::new(config)?;
+    gateway
+        .store
+        .self_check(&gateway.config, "realtime")
+        .await?;
     info!(addr = %listener.local_addr()?, "realtime gateway listening");
     let stopping = gateway.shutdown.clone();
     let connections = gateway.connections.clone();
@@ -215,11 +226,12 @@ pub async fn run(
         shutdown.await;
         stopping.cancel();
     };
+    let listener = listener.tap_io(tune_socket);
     axum::serve(listener, app(gateway))
         .with_graceful_shutdown(signal)
         .await?;
     connections.close();
-    let _ = tokio::time::timeout(Duration::from_secs(5), connections.wait()).await;
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE, connections.wait()).await;
     info!("realtime gateway stopped");
     Ok(())
 }

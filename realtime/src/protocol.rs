@@ -1,11 +1,16 @@
 //! The frames of the WebSocket protocol (contract v1), client to server and
-//! server to client.
+//! server to client, with the error codes and close codes the gateway uses.
+//! docs/websocket.md describes them for users.
 
 use longrun_shared::model::Operation;
 use serde::{Deserialize, Serialize};
 
 /// Largest client frame the gateway reads; bigger ones get `bad_request`.
 pub const MAX_CLIENT_FRAME: usize = 64 * 1024;
+
+/// Largest message the socket takes at all: a bigger one is abuse, and the
+/// connection is closed with 1009 (it cannot be skipped without reading it).
+pub const MAX_SOCKET_MESSAGE: usize = 16 * 1024 * 1024;
 
 /// A frame from the client.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -47,6 +52,19 @@ impl ClientFrame {
     }
 }
 
+/// The `operation_id` of a frame that did not parse, if it has one, so the
+/// `bad_request` answer names the subscription it is about.
+pub fn operation_id_of(text: &str) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Loose {
+        operation_id: String,
+    }
+    serde_json::from_str::<Loose>(text)
+        .ok()
+        .map(|loose| loose.operation_id)
+        .filter(|id| id.len() <= 64)
+}
+
 /// A frame to the client (event frames are forwarded as published).
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -55,12 +73,6 @@ pub enum ServerFrame<'a> {
         operation_id: &'a str,
         operation: &'a Operation,
     },
-    Unsubscribed {
-        #[serde(skip_serializing_if = "Option::is_none")]
-        operation_id: Option<&'a str>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        owner: Option<&'a str>,
-    },
     Error {
         code: &'a str,
         message: &'a str,
@@ -68,10 +80,6 @@ pub enum ServerFrame<'a> {
         operation_id: Option<&'a str>,
     },
     Pong {},
-    Authenticated {
-        sub: &'a str,
-        expires_at: u64,
-    },
 }
 
 impl ServerFrame<'_> {
@@ -90,16 +98,33 @@ pub fn error_frame(code: &str, message: &str, operation_id: Option<&str>) -> Str
     .to_json()
 }
 
+/// The `code`s of `error` frames.
+pub mod code {
+    /// Another owner's operation, or none with that id.
+    pub const NOT_FOUND: &str = "not_found";
+    /// A frame that is not JSON text of the protocol, or too big.
+    pub const BAD_REQUEST: &str = "bad_request";
+    /// Too many subscriptions on this connection.
+    pub const LIMIT: &str = "limit";
+    /// A subscribe or unsubscribe before the connection authenticated.
+    pub const UNAUTHORIZED: &str = "unauthorized";
+    /// Events of a replay are no longer kept (the log expired with retention).
+    pub const GAP: &str = "gap";
+}
+
 /// WebSocket close codes the gateway uses.
 pub mod close {
-    /// The gateway is shutting down: reconnect elsewhere.
+    /// The client closed, or a normal end.
+    pub const NORMAL: u16 = 1000;
+    /// The gateway is shutting down, or the peer stopped answering pings:
+    /// reconnect (elsewhere) and resubscribe with `after_seq`.
     pub const GOING_AWAY: u16 = 1001;
     /// The client broke the WebSocket protocol (e.g. a reserved opcode).
     pub const PROTOCOL_ERROR: u16 = 1002;
     /// A text frame that is not UTF-8.
     pub const INVALID_DATA: u16 = 1007;
-    /// A message over the socket's size bound.
-    pub const MESSAGE_TOO_BIG: u16 = 1009;
+    /// A message over [`super::MAX_SOCKET_MESSAGE`].
+    pub const TOO_BIG: u16 = 1009;
     /// Bad, expired or missing token.
     pub const UNAUTHORIZED: u16 = 4001;
     /// The client fell too far behind.
@@ -148,6 +173,14 @@ mod tests {
         ] {
             assert!(ClientFrame::parse(text).is_err(), "{text}");
         }
+    }
+
+    #[test]
+    fn a_malformed_frame_still_names_its_operation() {
+        let text = r#"{"type":"subscribe","operation_id":"x","after_seq":-1}"#;
+        assert!(serde_json::from_str::<ClientFrame>(text).is_err());
+        assert_eq!(operation_id_of(text).as_deref(), Some("x"));
+        assert_eq!(operation_id_of("nonsense"), None);
     }
 
     #[test]

@@ -1,14 +1,16 @@
 -- claim.lua: a worker takes a queue entry.
--- ARGV[5] id  [6] entry generation  [7] worker id  [8] lease ms  [9] stream entry id
+-- ARGV[5] id  [6] entry generation  [7] worker id  [8] lease ms
+-- [9] queue entry, `SHARD/ID` (plain `ID` for shard 0)
 -- Returns outcome(word, attempt, kind, input, opts, timeout_ms, deadline, state,
 --   max_attempts, request_id, policy, ms left until the deadline (-1: none)).
--- word: run (a new attempt), resume (a parent whose children are done),
+-- word: run (a new attempt, or the same one again for the worker that made
+-- it and lost the reply), resume (a parent whose children are done),
 -- park (a parent still waiting), busy (someone else holds a live lease),
 -- drop (terminal, deleted, stale or just failed: acknowledge the entry).
 local id = ARGV[5]
 local k = KEYS[1]
 local f = redis.call('HMGET', k, 'status', 'gen', 'attempt', 'max_attempts', 'lease_until',
-  'waiting', 'deadline', 'parent', 'resume_pending', 'started_at')
+  'waiting', 'deadline', 'parent', 'resume_pending', 'worker', 'entry', 'resumed', 'started_at')
 local st = f[1]
 local function reply(word)
   if word ~= 'run' and word ~= 'resume' then
@@ -37,10 +39,19 @@ if st == 'running' then
     return reply('park')
   end
   if f[9] == '1' then
-    redis.call('HSET', k, 'resume_pending', '0', 'lease_until', lease_until, 'worker', ARGV[7], 'entry', ARGV[9])
+    redis.call('HSET', k, 'resume_pending', '0', 'lease_until', lease_until, 'worker', ARGV[7],
+      'entry', ARGV[9], 'resumed', '1')
     return reply('resume')
   end
-  if (tonumber(f[5]) or 0) >= NOW_MS then return reply('busy') end
+  if (tonumber(f[5]) or 0) >= NOW_MS then
+    -- This worker's own live claim of this very entry, whose reply it never
+    -- got (its connection dropped): the same attempt again, not a new one.
+    if f[10] == ARGV[7] and f[11] == ARGV[9] then
+      if f[12] == '1' then return reply('resume') end
+      return reply('run')
+    end
+    return reply('busy')
+  end
   -- The worker of the current attempt stopped renewing its lease.
   local err = json_error('lease_expired', 'the worker running attempt ' .. int(attempt) ..
     ' stopped renewing its lease', true)
@@ -53,7 +64,7 @@ if st == 'running' then
 end
 attempt = attempt + 1
 redis.call('HSET', k, 'status', 'running', 'attempt', attempt, 'lease_until', lease_until,
-  'worker', ARGV[7], 'entry', ARGV[9], 'pct', 0, 'started_at', f[10] or NOW_ISO)
+  'worker', ARGV[7], 'entry', ARGV[9], 'pct', 0, 'resumed', '0', 'started_at', f[13] or NOW_ISO)
 count_move(f[8], 'queued', 'running')
 emit(id, 'started', cjson.encode({ attempt = attempt, worker = ARGV[7] }))
 return reply('run')

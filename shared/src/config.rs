@@ -9,7 +9,7 @@ use std::time::Duration;
 use thiserror::Error;
 
 /// A setting that could not be used; names the variable and what it takes.
-#[derive(Debug, Error)]
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[error("{name}: {message}")]
 pub struct ConfigError {
     pub name: &'static str,
@@ -22,6 +22,7 @@ pub struct Config {
     pub redis_url: Option<String>,
     /// `LONGRUN_REDIS_PREFIX`: prefix of every key (several deployments can share one Redis).
     pub redis_prefix: String,
+    pub redis: RedisConfig,
     pub jwt: JwtConfig,
     /// `LONGRUN_API_ADDR`.
     pub api_addr: SocketAddr,
@@ -42,6 +43,29 @@ pub struct Config {
     pub worker: WorkerConfig,
     pub realtime: RealtimeConfig,
 }
+
+/// How the services use Redis (beyond its URL and key prefix).
+#[derive(Debug, Clone, Default)]
+pub struct RedisConfig {
+    /// `LONGRUN_REDIS_CLUSTER`: `true` for a Redis Cluster (`REDIS_URL` then
+    /// lists one or more seed nodes, comma-separated), `false` for one
+    /// server; unset: a cluster when `REDIS_URL` lists several nodes.
+    pub cluster: Option<bool>,
+    /// `LONGRUN_QUEUE_SHARDS`: how many streams the work queue is spread
+    /// over (unset: 1 on one server, 16 on a cluster). The deployment keeps
+    /// the largest count any of its processes asked for (see
+    /// docs/deploy.md): it can grow, never shrink.
+    pub queue_shards: Option<u32>,
+    /// `LONGRUN_STRICT`: refuse to start when Redis may lose operations
+    /// (an evicting `maxmemory-policy`, no persistence) instead of warning.
+    pub strict: bool,
+    /// Set by `longrun dev` when it runs its own throwaway redis-server
+    /// (persistence off on purpose): the self-check says so in one line.
+    pub private: bool,
+}
+
+/// Most queue shards a deployment may use.
+pub const MAX_QUEUE_SHARDS: u32 = 1_024;
 
 #[derive(Debug, Clone)]
 pub struct JwtConfig {
@@ -77,6 +101,8 @@ pub struct RealtimeConfig {
     pub max_subscriptions: usize,
     /// `LONGRUN_WS_MAX_CONNECTIONS_PER_OWNER`.
     pub max_connections_per_owner: usize,
+    /// `LONGRUN_WS_MAX_SUBSCRIPTIONS_PER_OWNER`: over all of one owner's connections.
+    pub max_subscriptions_per_owner: usize,
     /// `LONGRUN_WS_QUEUE`: outgoing frames buffered per connection before progress is coalesced.
     pub queue_soft: usize,
     /// `LONGRUN_WS_QUEUE_HARD`: past this many pending frames the connection closes with 4008.
@@ -98,6 +124,19 @@ impl Config {
         Ok(Config {
             redis_url: get("REDIS_URL"),
             redis_prefix: get("LONGRUN_REDIS_PREFIX").unwrap_or_else(|| "lr".into()),
+            redis: RedisConfig {
+                cluster: get("LONGRUN_REDIS_CLUSTER")
+                    .map(|raw| flag("LONGRUN_REDIS_CLUSTER", &raw))
+                    .transpose()?,
+                queue_shards: get("LONGRUN_QUEUE_SHARDS")
+                    .map(|raw| queue_shards(&raw))
+                    .transpose()?,
+                strict: get("LONGRUN_STRICT")
+                    .map(|raw| flag("LONGRUN_STRICT", &raw))
+                    .transpose()?
+                    .unwrap_or(false),
+                private: false,
+            },
             jwt: JwtConfig {
                 secret: get("LONGRUN_JWT_SECRET").unwrap_or_default(),
                 issuer: get("LONGRUN_JWT_ISSUER"),
@@ -141,6 +180,11 @@ impl Config {
                     "LONGRUN_WS_MAX_CONNECTIONS_PER_OWNER",
                     10_000,
                 )?,
+                max_subscriptions_per_owner: parse(
+                    &get,
+                    "LONGRUN_WS_MAX_SUBSCRIPTIONS_PER_OWNER",
+                    10_000,
+                )?,
                 queue_soft: parse(&get, "LONGRUN_WS_QUEUE", 256)?.max(1),
                 queue_hard: parse(&get, "LONGRUN_WS_QUEUE_HARD", 4_096)?.max(2),
                 ping_interval: Duration::from_secs(parse(&get, "LONGRUN_WS_PING_S", 20)?.max(1)),
@@ -173,6 +217,30 @@ impl Config {
             });
         }
         Ok(())
+    }
+}
+
+/// A yes/no setting: `1`/`0`, `true`/`false`, `yes`/`no`, `on`/`off`.
+fn flag(name: &'static str, raw: &str) -> Result<bool, ConfigError> {
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(ConfigError {
+            name,
+            message: format!("cannot use `{raw}`: give true or false (or 1 or 0)"),
+        }),
+    }
+}
+
+fn queue_shards(raw: &str) -> Result<u32, ConfigError> {
+    match raw.trim().parse::<u32>() {
+        Ok(count) if (1..=MAX_QUEUE_SHARDS).contains(&count) => Ok(count),
+        _ => Err(ConfigError {
+            name: "LONGRUN_QUEUE_SHARDS",
+            message: format!(
+                "cannot use `{raw}`: give a whole number from 1 to {MAX_QUEUE_SHARDS}"
+            ),
+        }),
     }
 }
 
@@ -240,6 +308,33 @@ mod tests {
         let err = config(&[("LONGRUN_API_ADDR", "nowhere")]).expect_err("rejected");
         assert_eq!(err.name, "LONGRUN_API_ADDR");
         assert!(err.to_string().contains("nowhere"));
+    }
+
+    #[test]
+    fn redis_settings_parse_and_name_their_variable() {
+        let unset = config(&[]).expect("parses");
+        assert_eq!(unset.redis.cluster, None);
+        assert_eq!(unset.redis.queue_shards, None);
+        assert!(!unset.redis.strict);
+        let set = config(&[
+            ("LONGRUN_REDIS_CLUSTER", "true"),
+            ("LONGRUN_QUEUE_SHARDS", "32"),
+            ("LONGRUN_STRICT", "1"),
+        ])
+        .expect("parses");
+        assert_eq!(set.redis.cluster, Some(true));
+        assert_eq!(set.redis.queue_shards, Some(32));
+        assert!(set.redis.strict);
+        for (name, bad) in [
+            ("LONGRUN_REDIS_CLUSTER", "maybe"),
+            ("LONGRUN_QUEUE_SHARDS", "0"),
+            ("LONGRUN_QUEUE_SHARDS", "100000"),
+            ("LONGRUN_STRICT", "sure"),
+        ] {
+            let err = config(&[(name, bad)]).expect_err(bad);
+            assert_eq!(err.name, name);
+            assert!(err.to_string().contains(bad), "{err}");
+        }
     }
 
     #[test]

@@ -15,12 +15,18 @@
 //! | `P:owner:OWNER` | channel | live event frames of every operation of an owner |
 //! | `P:{idx}:owner:OWNER` | sorted set | the owner's root operations, by id (UUIDv7 = time order) |
 //! | `P:{idx}:all` | sorted set | every root operation, for admins |
-//! | `P:{OWNER}:idem:KEY` | string | the operation an `Idempotency-Key` started |
-//! | `P:{q0}:ready` | stream | the work queue, read by the consumer group `workers` |
-//! | `P:{q0}:delayed` | sorted set | retries waiting for their backoff, by due time |
-//! | `P:{q0}:deadlines` | sorted set | root operations with an overall deadline (`id\|root`), by deadline |
-//! | `P:{q0}:expiring` | sorted set | finished roots (`ID` + `OWNER`), by the time their list-index entries go |
+//! | `P:{OWNER}:idem:KEY` | string | `ID FINGERPRINT`: the operation an `Idempotency-Key` started and the SHA-256 of that request (kind, input, options) |
+//! | `P:{qN}:ready` | stream | queue shard N (0, 1, …): entries read by the consumer group `workers` |
+//! | `P:{qN}:delayed` | sorted set | retries waiting for their backoff, by due time |
+//! | `P:{qN}:deadlines` | sorted set | root operations with an overall deadline (`id\|root`), by deadline |
+//! | `P:{qN}:expiring` | sorted set | finished roots (`ID` + `OWNER`), by the time their list-index entries go |
+//! | `P:queue:shards` | string | how many queue shards the deployment uses (it only grows) |
 //! | `P:cancel` | channel | ids of running operations that were cancelled |
+//!
+//! An operation's queue entries, retries, deadline and index expiry live in
+//! shard `hash(id) mod shards` (see `store::queue`): every key of one shard
+//! shares the hash tag `{qN}`, so the scheduler's tick is one script per
+//! shard, and on a Redis Cluster the shards spread over the nodes.
 //!
 //! `P` is the configured prefix (`LONGRUN_REDIS_PREFIX`, default `lr`).
 
@@ -99,6 +105,11 @@ impl Keys {
         format!("{}:{{q{shard}}}:expiring", self.prefix)
     }
 
+    /// The deployment's queue shard count.
+    pub fn queue_shards(&self) -> String {
+        format!("{}:queue:shards", self.prefix)
+    }
+
     pub fn cancel_channel(&self) -> String {
         format!("{}:cancel", self.prefix)
     }
@@ -140,5 +151,20 @@ mod tests {
         assert_eq!(hash_tag(&keys.ready(3)), hash_tag(&keys.delayed(3)));
         assert_eq!(hash_tag(&keys.ready(3)), hash_tag(&keys.deadlines(3)));
         assert_eq!(hash_tag(&keys.ready(3)), hash_tag(&keys.expiring(3)));
+        assert_eq!(
+            keys.ready(0),
+            "lr:{q0}:ready",
+            "shard 0 keeps the single-shard names"
+        );
+    }
+
+    #[test]
+    fn queue_shards_spread_over_the_slots_of_a_cluster() {
+        use redis::cluster_routing::Slot;
+        let keys = Keys::new("lr");
+        let slots: std::collections::HashSet<Slot> = (0..16)
+            .map(|shard| Slot::for_key(keys.ready(shard)))
+            .collect();
+        assert_eq!(slots.len(), 16, "every shard in a slot of its own");
     }
 }

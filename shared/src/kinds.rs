@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 /// How long to wait between attempts.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -74,6 +74,77 @@ impl FailurePolicy {
             FailurePolicy::FailFast => "fail_fast",
             FailurePolicy::WaitAll => "wait_all",
             FailurePolicy::IgnoreFailures => "ignore_failures",
+        }
+    }
+}
+
+/// Longest duration option, ms (30 days).
+pub const MAX_DURATION_MS: u64 = 30 * 86_400_000;
+
+/// Options of a start, in its query string (the body is the kind's input):
+/// what the api reads and what the client sends. Every `None` keeps the
+/// kind's default.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct StartParams {
+    /// Attempts before failing for good; default per kind (see GET /v1/kinds).
+    #[param(minimum = 1, maximum = 100)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<u32>,
+    /// Per-attempt limit in ms (start to close); 0 for none.
+    #[param(minimum = 0, maximum = 2_592_000_000_u64)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    /// Overall limit in ms from now, across attempts; 0 for none.
+    #[param(minimum = 0, maximum = 2_592_000_000_u64)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deadline_ms: Option<u64>,
+    /// `fixed` or `exponential` (full jitter).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backoff: Option<BackoffKind>,
+    /// Base delay between attempts, ms.
+    #[param(minimum = 0, maximum = 2_592_000_000_u64)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backoff_ms: Option<u64>,
+    /// Longest delay between attempts, ms (raised to backoff_ms when lower).
+    #[param(minimum = 0, maximum = 2_592_000_000_u64)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backoff_max_ms: Option<u64>,
+    /// What a failed child does to this operation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure_policy: Option<FailurePolicy>,
+}
+
+impl StartParams {
+    /// Refuses values out of range, with a message for the caller.
+    pub fn check(&self) -> Result<(), String> {
+        let bad = |detail: String| Err(detail);
+        if self.max_attempts.is_some_and(|n| !(1..=100).contains(&n)) {
+            return bad("max_attempts must be between 1 and 100".into());
+        }
+        for (name, value) in [
+            ("timeout_ms", self.timeout_ms),
+            ("deadline_ms", self.deadline_ms),
+            ("backoff_ms", self.backoff_ms),
+            ("backoff_max_ms", self.backoff_max_ms),
+        ] {
+            if value.is_some_and(|ms| ms > MAX_DURATION_MS) {
+                return bad(format!(
+                    "{name} must be at most {MAX_DURATION_MS} (30 days)"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The backoff: these parameters over the kind's `default`.
+    pub fn backoff(&self, default: Backoff) -> Backoff {
+        let base_ms = self.backoff_ms.unwrap_or(default.base_ms);
+        Backoff {
+            kind: self.backoff.unwrap_or(default.kind),
+            base_ms,
+            max_ms: self.backoff_max_ms.unwrap_or(default.max_ms).max(base_ms),
         }
     }
 }

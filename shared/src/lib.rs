@@ -11,6 +11,7 @@ pub mod model;
 pub mod problem;
 pub mod redis_server;
 pub mod relay;
+pub mod service;
 pub mod store;
 pub mod telemetry;
 

@@ -15,11 +15,18 @@
 //! - [`cli`] reads a running `longrun` command line by line and runs a
 //!   gateway process that can be stopped, killed and restarted on its port;
 //!   [`terminal`] runs `longrun` in a pseudo-terminal and reads the screen.
+//! - [`GatewayHandle`] runs a gateway in the test's runtime that can be
+//!   stopped and started again on the same port; [`StandIn`] claims an
+//!   operation and drives it through the real transition scripts at
+//!   whatever pace a test needs (the real worker coalesces progress).
 
+pub mod audit;
 pub mod cli;
 pub mod cluster;
+pub mod gateway;
 pub mod http;
 pub mod process;
+pub mod stand_in;
 pub mod terminal;
 pub mod tree;
 pub mod ws;
@@ -36,7 +43,9 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub use gateway::GatewayHandle;
 pub use process::ProcessGuard;
+pub use stand_in::StandIn;
 pub use ws::WsClient;
 
 /// The JWT secret every test platform uses.
@@ -167,12 +176,7 @@ impl PlatformBuilder {
                 .expect("worker runs");
             }));
         }
-        let store = Store::connect(
-            config.redis_url.as_deref().expect("redis url"),
-            &config.redis_prefix,
-            config.retention,
-        )
-        .expect("store connects");
+        let store = Store::from_config(&config).expect("store connects");
         Platform {
             config,
             api_url,

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use longrun_shared::Store;
 use longrun_shared::kinds::FailurePolicy;
 use longrun_shared::model::{Operation, OperationPage};
+use longrun_shared::store::connection::retry_delay;
 use longrun_shared::store::transitions::{ChildOptions, ClaimedJob};
 use serde_json::Value;
 use tokio::sync::{Mutex, Notify};
@@ -261,13 +262,31 @@ impl JobContext {
         let mut created = 0;
         for chunk in inputs.chunks(SPAWN_BATCH) {
             let batch = self.inner.batches.fetch_add(1, Ordering::Relaxed);
-            store
-                .spawn(&self.inner.job, batch, kind, chunk, options)
-                .await
-                .map_err(redis_error)?
-                .ok_or_else(|| {
-                    JobError::permanent("cancelled", "the operation no longer runs here")
-                })?;
+            // A spawn is idempotent per batch number: while Redis is
+            // unreachable the same batch is sent again until it answers.
+            let mut failures: u32 = 0;
+            let spawned = loop {
+                match store
+                    .spawn(&self.inner.job, batch, kind, chunk, options)
+                    .await
+                {
+                    Err(err) if err.is_transient() && !self.is_cancelled() => {
+                        failures += 1;
+                        if failures == 1 {
+                            tracing::warn!(operation_id = %self.id(), error = %err,
+                                "starting children: Redis is unreachable; retrying until it is back");
+                        }
+                        tokio::select! {
+                            _ = tokio::time::sleep(retry_delay(failures, Duration::from_secs(2))) => {}
+                            _ = self.cancelled() => {}
+                        }
+                    }
+                    other => break other,
+                }
+            };
+            spawned.map_err(redis_error)?.ok_or_else(|| {
+                JobError::permanent("cancelled", "the operation no longer runs here")
+            })?;
             created += chunk.len();
         }
         Ok(created)

@@ -31,9 +31,10 @@ use std::time::{Duration, Instant};
 use longrun_shared::config::WorkerConfig;
 use longrun_shared::model::OperationError;
 use longrun_shared::store::Outcome as ScriptOutcome;
-use longrun_shared::store::queue::{Housekeeping, QueueEntry};
+use longrun_shared::store::connection::retry_delay;
+use longrun_shared::store::queue::{EntryRef, Housekeeping, QueueEntry};
 use longrun_shared::store::transitions::{Claim, ClaimedJob, FailOutcome, Lease, Settled};
-use longrun_shared::{Store, store::StoreResult};
+use longrun_shared::{Store, store::StoreError, store::StoreResult};
 use rand::Rng;
 use redis::AsyncCommands;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
@@ -147,7 +148,7 @@ impl Engine {
 
     /// Acknowledges a handled queue entry (batched).
     fn ack(&self, entry: &QueueEntry) {
-        self.housekeep(|batch| batch.acks.push(entry.entry_id.clone()));
+        self.housekeep(|batch| batch.acks.push(entry.reference()));
     }
 
     /// Queues the follow-ups of a transition (batched).
@@ -220,9 +221,14 @@ impl Engine {
         if entries.is_empty() {
             return;
         }
+        // A claim whose reply was lost (the connection dropped) is made
+        // again: the claim script hands this worker its own live claim back
+        // as the same attempt, so no attempt is spent on a Redis hiccup.
         let claims = match self
-            .store
-            .claim_batch(&entries, &self.consumer, self.lease_ms())
+            .outlast_redis_outage("claiming", None, || {
+                self.store
+                    .claim_batch(&entries, &self.consumer, self.lease_ms())
+            })
             .await
         {
             Ok(claims) => claims,
@@ -257,6 +263,14 @@ impl Engine {
         let ctx = JobContext::new(self.store.clone(), self.registry.clone(), job, data_dir);
         {
             let mut jobs = lock(&self.jobs);
+            if jobs.running.get(ctx.id()).is_some_and(|running| {
+                running.attempt() == ctx.attempt() && !running.is_cancelled() && !resume
+            }) {
+                // This very attempt already runs here (a claim made again
+                // after its first reply was lost): nothing to start.
+                debug!(operation_id = %ctx.id(), "attempt already running here");
+                return;
+            }
             jobs.running.insert(ctx.id().to_owned(), ctx.clone());
             // A cancel signal may have overtaken the claim's reply.
             if jobs.signals.remove(ctx.id()).is_some() {
@@ -442,7 +456,12 @@ impl Engine {
                 let final_progress = pending
                     .as_ref()
                     .map(|report| (report.percent, report.message.as_deref(), &report.data));
-                match self.store.complete(job, &value, final_progress).await {
+                let completed = self
+                    .outlast_redis_outage("recording the result", Some(ctx), || {
+                        self.store.complete(job, &value, final_progress)
+                    })
+                    .await;
+                match completed {
                     Ok(outcome) if outcome.word == "ok" => {
                         self.ack(&job.entry);
                         self.follow_up(&outcome);
@@ -456,7 +475,12 @@ impl Engine {
             }
             Ok(Outcome::WaitForChildren { resume, state }) => {
                 self.flush_pending(ctx).await;
-                match self.store.wait_for_children(job, resume, &state).await {
+                let parked = self
+                    .outlast_redis_outage("parking", Some(ctx), || {
+                        self.store.wait_for_children(job, resume, &state)
+                    })
+                    .await;
+                match parked {
                     Ok(Some((settled, outcome))) => {
                         if settled == Settled::Finished {
                             self.ack(&job.entry);
@@ -497,17 +521,24 @@ impl Engine {
             .backoff
             .delay_ms(job.attempt, rand::rng().random::<f64>());
         let operation_error: OperationError = error.to_operation_error();
-        match self.store.fail(job, &operation_error, delay).await {
+        let failed = self
+            .outlast_redis_outage("recording the failure", Some(ctx), || {
+                self.store.fail(job, &operation_error, delay)
+            })
+            .await;
+        match failed {
             Ok((FailOutcome::Retry { generation, due_ms }, outcome)) => {
                 debug!(code = %error.code, delay_ms = delay, "attempt failed; retrying");
+                let (root, id) = (&job.entry.root, &job.entry.op_id);
+                let item = [(root.as_str(), id.as_str(), generation)];
                 let requeued = if delay == 0 {
-                    self.store
-                        .enqueue(&[(&job.entry.root, &job.entry.op_id, generation)])
+                    self.outlast_redis_outage("requeueing", None, || self.store.enqueue(&item))
                         .await
                 } else {
                     let result = self
-                        .store
-                        .delay(&job.entry.root, &job.entry.op_id, generation, due_ms)
+                        .outlast_redis_outage("requeueing", None, || {
+                            self.store.delay(root, id, generation, due_ms)
+                        })
                         .await;
                     self.delayed_wake.notify_one();
                     result
@@ -536,13 +567,20 @@ impl Engine {
     /// Gives the operation back without consuming its attempt (shutdown).
     async fn hand_back_job(&self, ctx: &JobContext) {
         let job = ctx.job();
-        match self.store.handoff(job).await {
+        let handed = self
+            .outlast_redis_outage("handing back", Some(ctx), || self.store.handoff(job))
+            .await;
+        match handed {
             Ok(Some(generation)) => {
-                match self
-                    .store
-                    .enqueue(&[(&job.entry.root, &job.entry.op_id, generation)])
-                    .await
-                {
+                let item = [(
+                    job.entry.root.as_str(),
+                    job.entry.op_id.as_str(),
+                    generation,
+                )];
+                let requeued = self
+                    .outlast_redis_outage("requeueing", None, || self.store.enqueue(&item))
+                    .await;
+                match requeued {
                     Ok(()) => {
                         info!("handed the operation back to the queue");
                         self.ack(&job.entry);
@@ -568,7 +606,11 @@ impl Engine {
                 debug!(parent = %parent, "stopping: leaving the parent's resumption to others");
                 continue;
             }
-            match self.store.take_entry(&self.consumer, entry_id).await {
+            match self
+                .store
+                .take_entry(&self.consumer, &EntryRef::parse(entry_id))
+                .await
+            {
                 Ok(Some(entry)) => {
                     let slots = self.free_slots(1);
                     Box::pin(self.dispatch(vec![entry], slots)).await
@@ -577,6 +619,50 @@ impl Engine {
                 Err(err) => {
                     warn!(parent = %parent, error = %err, "could not resume; the reaper will")
                 }
+            }
+        }
+    }
+
+    /// Runs a Redis call, and again while Redis is unreachable (a restart,
+    /// a failover, a dropped connection), pausing with exponential backoff
+    /// and jitter: a result reached while Redis was away is reported once
+    /// it is back. Every call made this way is safe to repeat (a repeated
+    /// transition is fenced by the attempt). Gives up when the job's claim
+    /// is known lost or the process hands its work back; the lease then
+    /// expires and another attempt runs.
+    async fn outlast_redis_outage<T, F, Fut>(
+        &self,
+        what: &str,
+        ctx: Option<&JobContext>,
+        mut call: F,
+    ) -> StoreResult<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = StoreResult<T>>,
+    {
+        let mut failures: u32 = 0;
+        loop {
+            let err: StoreError = match call().await {
+                Err(err) if err.is_transient() => err,
+                other => {
+                    if failures > 0 {
+                        info!("{what}: Redis is back");
+                    }
+                    return other;
+                }
+            };
+            let lost =
+                ctx.is_some_and(|ctx| ctx.cancel_reason().as_deref() == Some(reason::LOST_CLAIM));
+            if lost || self.hand_back.is_cancelled() {
+                return Err(err);
+            }
+            failures += 1;
+            if failures == 1 {
+                warn!(error = %err, "{what}: Redis is unreachable; retrying until it is back");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(retry_delay(failures, Duration::from_secs(2))) => {}
+                _ = self.hand_back.cancelled() => {}
             }
         }
     }
@@ -636,7 +722,7 @@ impl Engine {
         let mut kept = Vec::new();
         for (ctx, lease) in held.iter().zip(leases) {
             match lease {
-                Lease::Held => kept.push(ctx.job().entry.entry_id.as_str()),
+                Lease::Held => kept.push(ctx.job().entry.reference()),
                 // Its signal was missed (the listener was reconnecting).
                 Lease::Finished => ctx.cancel(reason::CANCELLED),
                 Lease::Lost => ctx.cancel(reason::LOST_CLAIM),

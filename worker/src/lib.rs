@@ -18,6 +18,7 @@ pub mod handler;
 pub mod kinds;
 mod loops;
 
+pub use longrun_shared::service::ServiceError;
 use std::future::Future;
 
 use longrun_shared::{Config, Store};
@@ -28,14 +29,6 @@ pub use context::JobContext;
 pub use engine::Engine;
 pub use handler::{Handler, JobError, Outcome, Registry};
 
-#[derive(Debug, thiserror::Error)]
-pub enum WorkerError {
-    #[error(transparent)]
-    Config(#[from] longrun_shared::config::ConfigError),
-    #[error(transparent)]
-    Store(#[from] longrun_shared::store::StoreError),
-}
-
 /// Runs a worker until `shutdown` resolves, then stops claiming, lets
 /// running jobs finish within the shutdown grace period and hands the rest
 /// back to the queue without consuming their attempt.
@@ -43,12 +36,9 @@ pub async fn run(
     config: Config,
     registry: Registry,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), WorkerError> {
-    let store = Store::connect(
-        config.require_redis_url()?,
-        &config.redis_prefix,
-        config.retention,
-    )?;
+) -> Result<(), ServiceError> {
+    let store = Store::from_config(&config)?;
+    store.self_check(&config, "worker").await?;
     let engine = Engine::new(store, registry, config.worker.clone());
     info!(
         worker = engine.consumer(),

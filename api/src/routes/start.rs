@@ -7,14 +7,13 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use longrun_shared::kinds::{Backoff, BackoffKind, FailurePolicy, split_kind};
+pub use longrun_shared::kinds::StartParams;
+use longrun_shared::kinds::split_kind;
 use longrun_shared::model::Operation;
 use longrun_shared::problem::{Code, Problem};
 use longrun_shared::store::idempotency::Reservation;
 use longrun_shared::store::transitions::{NewOperation, new_id};
-use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast::error::RecvError;
-use utoipa::IntoParams;
 
 use super::{base_url, located_response};
 use crate::AppState;
@@ -23,67 +22,8 @@ use crate::extract::{Caller, JsonInput, Params, PathParams};
 use crate::idempotency;
 use crate::observe::{OPERATIONS_STARTED, request_id};
 
-/// Longest duration option, ms (30 days).
-pub const MAX_DURATION_MS: u64 = 30 * 86_400_000;
 /// How long a repeat waits for a concurrent first request to create the operation.
 const IN_FLIGHT_WAIT: Duration = Duration::from_secs(2);
-
-/// Options of a start, in the query string (the body is the kind's input).
-#[derive(Debug, Default, Serialize, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct StartOptions {
-    /// Attempts before failing for good; default per kind (see GET /v1/kinds).
-    #[param(minimum = 1, maximum = 100)]
-    pub max_attempts: Option<u32>,
-    /// Per-attempt limit in ms (start to close); 0 for none.
-    #[param(minimum = 0, maximum = 2_592_000_000_u64)]
-    pub timeout_ms: Option<u64>,
-    /// Overall limit in ms from now, across attempts; 0 for none.
-    #[param(minimum = 0, maximum = 2_592_000_000_u64)]
-    pub deadline_ms: Option<u64>,
-    /// `fixed` or `exponential` (full jitter).
-    pub backoff: Option<BackoffKind>,
-    /// Base delay between attempts, ms.
-    #[param(minimum = 0, maximum = 2_592_000_000_u64)]
-    pub backoff_ms: Option<u64>,
-    /// Longest delay between attempts, ms (raised to backoff_ms when lower).
-    #[param(minimum = 0, maximum = 2_592_000_000_u64)]
-    pub backoff_max_ms: Option<u64>,
-    /// What a failed child does to this operation.
-    pub failure_policy: Option<FailurePolicy>,
-}
-
-impl StartOptions {
-    fn check(&self) -> Result<(), ApiError> {
-        let bad = |detail: String| Err(ApiError::invalid_input(detail, Vec::new()));
-        if self.max_attempts.is_some_and(|n| !(1..=100).contains(&n)) {
-            return bad("max_attempts must be between 1 and 100".into());
-        }
-        for (name, value) in [
-            ("timeout_ms", self.timeout_ms),
-            ("deadline_ms", self.deadline_ms),
-            ("backoff_ms", self.backoff_ms),
-            ("backoff_max_ms", self.backoff_max_ms),
-        ] {
-            if value.is_some_and(|ms| ms > MAX_DURATION_MS) {
-                return bad(format!(
-                    "{name} must be at most {MAX_DURATION_MS} (30 days)"
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    fn backoff(&self, default: Backoff) -> Backoff {
-        let base_ms = self.backoff_ms.unwrap_or(default.base_ms);
-        Backoff {
-            kind: self.backoff.unwrap_or(default.kind),
-            base_ms,
-            max_ms: self.backoff_max_ms.unwrap_or(default.max_ms).max(base_ms),
-        }
-    }
-}
 
 /// Start an operation of kind `module.operation`.
 ///
@@ -98,7 +38,7 @@ impl StartOptions {
         ("operation" = String, Path, example = "sleep", description = "second part of the kind, e.g. `sleep`"),
         ("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$",
          description = "repeat-safe key (1–255 visible ASCII characters), per owner"),
-        StartOptions,
+        StartParams,
     ),
     request_body(content = Object, description = "the kind's input (see GET /v1/kinds)", content_type = "application/json"),
     responses(
@@ -124,7 +64,7 @@ pub async fn start_operation(
     State(state): State<AppState>,
     Caller(caller): Caller,
     PathParams((module, operation)): PathParams<(String, String)>,
-    Params(options): Params<StartOptions>,
+    Params(options): Params<StartParams>,
     headers: HeaderMap,
     JsonInput(mut input): JsonInput,
 ) -> Result<Response, ApiError> {
@@ -144,7 +84,9 @@ pub async fn start_operation(
             errors,
         ));
     }
-    options.check()?;
+    options
+        .check()
+        .map_err(|detail| ApiError::invalid_input(detail, Vec::new()))?;
     integral_numbers_as_integers(&mut input);
     let idempotency_key = idempotency::key_of(&headers)?;
     let base = base_url(&state, &headers);
@@ -244,7 +186,7 @@ async fn started_by_first(state: &AppState, id: &str) -> Result<Operation, ApiEr
             if let Some(stored) = state.store.get(id).await? {
                 return Ok(stored.operation);
             }
-            match tokio::time::timeout_at(deadline, subscription.receiver.recv()).await {
+            match tokio::time::timeout_at(deadline, subscription.recv()).await {
                 Ok(Ok(_) | Err(RecvError::Lagged(_))) => {}
                 Ok(Err(RecvError::Closed)) | Err(_) => break,
             }

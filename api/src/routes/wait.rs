@@ -130,7 +130,7 @@ async fn next_wake(
 ) -> Result<Wake, ApiError> {
     loop {
         let message = tokio::select! {
-            message = subscription.receiver.recv() => message,
+            message = subscription.recv() => message,
             _ = tokio::time::sleep_until(deadline) => return Ok(Wake::TimeUp),
             _ = state.shutdown.cancelled() => return Ok(Wake::TimeUp),
         };

@@ -42,16 +42,7 @@ struct Outcome {
 }
 
 pub async fn run(target: Target, setup: &Setup, args: &Args) -> Result<Report> {
-    let mut platform = Platform::start(
-        target,
-        setup,
-        Roles {
-            api: true,
-            workers: 1,
-            gateway: true,
-            ..Roles::default()
-        },
-    )?;
+    let mut platform = Platform::start(target, setup, Roles::full())?;
     let api = Api::new(&platform.api_url)?;
     let owner = |i: usize| format!("bench-e2e-{i}");
     let clients = connect_many(

@@ -43,16 +43,7 @@ struct Tally {
 }
 
 pub async fn run(target: Target, setup: &Setup, args: &Args) -> Result<Report> {
-    let mut platform = Platform::start(
-        target,
-        setup,
-        Roles {
-            api: true,
-            workers: 1,
-            gateway: true,
-            ..Roles::default()
-        },
-    )?;
+    let mut platform = Platform::start(target, setup, Roles::full())?;
     let api = Api::new(&platform.api_url)?;
     let token = platform.token("bench-initiate")?;
     let input = json!({"duration_ms": 0, "steps": 1});

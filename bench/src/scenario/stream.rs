@@ -59,16 +59,7 @@ pub async fn run(target: Target, setup: &Setup, args: &Args) -> Result<Report> {
     if args.ops == 0 || args.clients < args.ops {
         bail!("need at least one operation and one client per operation");
     }
-    let mut platform = Platform::start(
-        target,
-        setup,
-        Roles {
-            api: true,
-            workers: 1,
-            gateway: true,
-            ..Roles::default()
-        },
-    )?;
+    let mut platform = Platform::start(target, setup, Roles::full())?;
     let api = Api::new(&platform.api_url)?;
     let owner = |i: usize| format!("bench-stream-{i}");
     let gateway = platform.gateway_pid().context("no gateway process")?;

@@ -3,7 +3,7 @@
 
 use std::io::Read;
 
-use longrun_client::StartOptions;
+use longrun_client::{StartOptions, StartParams};
 use longrun_shared::kinds::split_kind;
 use serde_json::{Value, json};
 
@@ -59,13 +59,15 @@ fn options(args: &StartArgs) -> StartOptions {
     let millis = |d: Option<std::time::Duration>| d.map(|d| d.as_millis() as u64);
     StartOptions {
         idempotency_key: args.idempotency_key.clone(),
-        max_attempts: args.max_attempts,
-        timeout_ms: millis(args.timeout),
-        deadline_ms: millis(args.deadline),
-        backoff: args.backoff.map(Into::into),
-        backoff_ms: millis(args.backoff_base),
-        backoff_max_ms: millis(args.backoff_max),
-        failure_policy: args.failure_policy.map(Into::into),
+        params: StartParams {
+            max_attempts: args.max_attempts,
+            timeout_ms: millis(args.timeout),
+            deadline_ms: millis(args.deadline),
+            backoff: args.backoff.map(Into::into),
+            backoff_ms: millis(args.backoff_base),
+            backoff_max_ms: millis(args.backoff_max),
+            failure_policy: args.failure_policy.map(Into::into),
+        },
     }
 }
 

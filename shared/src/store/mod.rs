@@ -1,11 +1,13 @@
 //! All access to Redis: the one place that knows keys, scripts and replies.
 //!
 //! [`Store`] wraps a multiplexed, self-reconnecting connection
-//! ([`redis::aio::ConnectionManager`]): concurrent callers share one socket
-//! and their commands are pipelined, and after Redis comes back the next
-//! command reconnects by itself. Reads live here; state transitions are in
-//! [`transitions`] and the work queue in [`queue`].
+//! ([`RedisConn`]: one server or a Redis Cluster, see [`connection`]):
+//! concurrent callers share it and their commands are pipelined, and after
+//! Redis comes back the next command reconnects by itself. Reads live here;
+//! state transitions are in [`transitions`], the work queue and its shards
+//! in [`queue`], the startup self-checks in [`durability`].
 
+pub mod connection;
 pub mod durability;
 pub mod idempotency;
 pub mod queue;
@@ -13,17 +15,20 @@ pub mod scripts;
 pub mod transitions;
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime};
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::streams::StreamRangeReply;
 use redis::{AsyncCommands, Script, Value};
 use serde_json::Value as Json;
 use thiserror::Error;
 
+use crate::config::{Config, RedisConfig};
 use crate::keys::Keys;
 use crate::model::{Event, EventType, Operation, Status, StoredOperation};
 
+pub use connection::{Dedicated, RedisConn, Topology};
 pub use scripts::Outcome;
 
 #[derive(Debug, Error)]
@@ -37,6 +42,15 @@ pub enum StoreError {
 impl StoreError {
     pub fn data(message: impl Into<String>) -> Self {
         StoreError::Data(message.into())
+    }
+
+    /// True when Redis is (momentarily) unreachable, restarting or failing
+    /// over: the same call may succeed after a pause.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Redis(err) => connection::is_transient(err),
+            StoreError::Data(_) => false,
+        }
     }
 }
 
@@ -56,37 +70,71 @@ pub struct ListFilter {
 
 #[derive(Clone)]
 pub struct Store {
-    conn: ConnectionManager,
-    client: redis::Client,
+    conn: RedisConn,
+    topology: Arc<Topology>,
+    /// One client per `REDIS_URL` node, for pub/sub (classic pub/sub
+    /// reaches every node of a cluster, so any node will do).
+    clients: Arc<Vec<redis::Client>>,
     keys: Keys,
     retention_ms: u64,
+    /// Queue shards in use (see [`queue`]); may grow at the self-check.
+    shards: Arc<AtomicU32>,
 }
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store")
             .field("keys", &self.keys)
+            .field("cluster", &self.topology.cluster)
+            .field("queue_shards", &self.queue_shards())
             .finish_non_exhaustive()
     }
 }
 
 impl Store {
-    /// Prepares a connection to `url`; connects lazily, so a Redis that is
-    /// down at start-up is not an error (commands fail until it is up).
+    /// Prepares a connection to `url` (one server, or a cluster when it
+    /// lists several comma-separated nodes); connects lazily, so a Redis
+    /// that is down at start-up is not an error (commands fail until it is up).
     pub fn connect(url: &str, prefix: &str, retention: Duration) -> StoreResult<Store> {
-        let client = redis::Client::open(url)?;
-        let config = ConnectionManagerConfig::new()
-            .set_number_of_retries(1)
-            .set_min_delay(Duration::from_millis(50))
-            .set_max_delay(Duration::from_secs(2))
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_secs(15)));
-        let conn = ConnectionManager::new_lazy_with_config(client.clone(), config)?;
+        Store::open(url, &RedisConfig::default(), prefix, retention)
+    }
+
+    /// [`connect`](Self::connect) with every Redis setting of `config`
+    /// (cluster mode, queue shards).
+    pub fn from_config(config: &Config) -> StoreResult<Store> {
+        let url = config.require_redis_url().map_err(|err| {
+            redis::RedisError::from((
+                redis::ErrorKind::InvalidClientConfig,
+                "REDIS_URL is not set",
+                err.to_string(),
+            ))
+        })?;
+        Store::open(url, &config.redis, &config.redis_prefix, config.retention)
+    }
+
+    fn open(
+        url: &str,
+        settings: &RedisConfig,
+        prefix: &str,
+        retention: Duration,
+    ) -> StoreResult<Store> {
+        let topology = Topology::parse(url, settings.cluster)?;
+        let conn = RedisConn::open(&topology)?;
+        let clients = topology
+            .seeds
+            .iter()
+            .map(|seed| redis::Client::open(seed.clone()))
+            .collect::<redis::RedisResult<Vec<_>>>()?;
+        let default_shards = if topology.cluster { 16 } else { 1 };
         Ok(Store {
             conn,
-            client,
+            clients: Arc::new(clients),
             keys: Keys::new(prefix),
             retention_ms: retention.as_millis() as u64,
+            shards: Arc::new(AtomicU32::new(
+                settings.queue_shards.unwrap_or(default_shards).max(1),
+            )),
+            topology: Arc::new(topology),
         })
     }
 
@@ -95,13 +143,47 @@ impl Store {
     }
 
     /// A clone of the shared multiplexed connection.
-    pub fn conn(&self) -> ConnectionManager {
+    pub fn conn(&self) -> RedisConn {
         self.conn.clone()
     }
 
-    /// The client, for dedicated connections (pub/sub, blocking reads).
+    /// True when Redis is a cluster.
+    pub fn is_cluster(&self) -> bool {
+        self.topology.cluster
+    }
+
+    /// A client of the first `REDIS_URL` node, for pub/sub (classic pub/sub
+    /// is cluster-wide, so on a cluster any node will do).
     pub fn client(&self) -> &redis::Client {
-        &self.client
+        &self.clients[0]
+    }
+
+    /// A client of every `REDIS_URL` node, for pub/sub that moves to
+    /// another node when one is down.
+    pub fn clients(&self) -> &[redis::Client] {
+        &self.clients
+    }
+
+    /// A new connection of its own for blocking commands; see [`Dedicated`].
+    pub fn dedicated(&self, response_timeout: Option<Duration>) -> Dedicated {
+        Dedicated::new(&self.topology, response_timeout)
+    }
+
+    /// How many queue shards this process writes to and reads.
+    pub fn queue_shards(&self) -> u32 {
+        self.shards.load(Ordering::Relaxed).max(1)
+    }
+
+    /// Raises the shard count (never lowers it).
+    pub(crate) fn raise_queue_shards(&self, count: u32) {
+        self.shards.fetch_max(count.max(1), Ordering::Relaxed);
+    }
+
+    /// The shard an operation's queue entries, retries, deadline and index
+    /// expiry go to: a hash of its id, so a tree's children spread over
+    /// every shard.
+    pub fn shard_of(&self, id: &str) -> u32 {
+        queue::shard_for(id, self.queue_shards())
     }
 
     pub fn retention_ms(&self) -> u64 {
@@ -113,7 +195,7 @@ impl Store {
         Ok(())
     }
 
-    /// Loads every script into Redis's script cache.
+    /// Loads every script into Redis's script cache (every node's, on a cluster).
     pub async fn load_scripts(&self) -> StoreResult<()> {
         let mut conn = self.conn();
         for script in scripts::all() {

@@ -1,5 +1,14 @@
-//! The work queue: a Redis stream per shard read by the consumer group
-//! `workers`, and a sorted set of delayed retries per shard.
+//! The work queue: N shards, each a Redis stream read by the consumer group
+//! `workers` plus sorted sets of delayed retries, deadlines and index
+//! expiries, all under the shard's hash tag `{qN}`.
+//!
+//! An operation's entries go to shard `hash(id) mod N`, so a fan-out's
+//! children spread over every shard and, on a Redis Cluster, over every
+//! node. N is 1 on one server and 16 on a cluster unless
+//! `LONGRUN_QUEUE_SHARDS` says otherwise; the deployment records the
+//! largest count any process asked for (`P:queue:shards`) and every process
+//! adopts it at its self-check, so writers and readers agree and a shard
+//! holding entries is never left unread. Workers read every shard.
 //!
 //! An entry names an operation, its tree and the generation it was queued
 //! as. The stream's pending-entries list is the lease table: an entry stays
@@ -8,15 +17,17 @@
 //! worker's reaper. The claim script, not the stream, decides what an entry
 //! means: a stale generation or a terminal operation is simply dropped.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use redis::aio::MultiplexedConnection;
-use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
+use redis::streams::{StreamAutoClaimReply, StreamId};
 use redis::{Pipeline, Value};
 
+use super::connection::Dedicated;
 use super::scripts::{self, Outcome};
 use super::{Store, StoreError, StoreResult};
+use crate::config::MAX_QUEUE_SHARDS;
 use crate::keys::WORKER_GROUP;
 
 /// Length of an operation id (a hyphenated UUID); an `expiring` member is
@@ -29,6 +40,52 @@ fn unix_ms() -> u64 {
         .map_or(0, |elapsed| elapsed.as_millis() as u64)
 }
 
+/// The shard of `id` among `shards`: FNV-1a of the id, so every process
+/// computes the same one.
+pub fn shard_for(id: &str, shards: u32) -> u32 {
+    if shards <= 1 {
+        return 0;
+    }
+    let hash = id.bytes().fold(0x811c_9dc5_u32, |hash, byte| {
+        (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193)
+    });
+    hash % shards
+}
+
+/// Where a queue entry lives: its shard and its stream id. Written as
+/// `SHARD/ID` (plain `ID` for shard 0) where it is stored in an operation
+/// (a parked parent's entry) and comes back from scripts.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct EntryRef {
+    pub shard: u32,
+    pub id: String,
+}
+
+impl EntryRef {
+    pub fn parse(text: &str) -> EntryRef {
+        match text.split_once('/') {
+            Some((shard, id)) => EntryRef {
+                shard: shard.parse().unwrap_or(0),
+                id: id.to_owned(),
+            },
+            None => EntryRef {
+                shard: 0,
+                id: text.to_owned(),
+            },
+        }
+    }
+}
+
+impl fmt::Display for EntryRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.shard == 0 {
+            f.write_str(&self.id)
+        } else {
+            write!(f, "{}/{}", self.shard, self.id)
+        }
+    }
+}
+
 /// Follow-ups of transitions that need not happen before the worker goes
 /// on: acknowledging handled queue entries, giving keys outside a tree's
 /// slot their retention TTL, and scheduling finished roots' list-index
@@ -38,7 +95,7 @@ fn unix_ms() -> u64 {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Housekeeping {
     /// Queue entries to acknowledge and delete.
-    pub acks: Vec<String>,
+    pub acks: Vec<EntryRef>,
     /// Keys to give the retention TTL.
     pub expire_keys: Vec<String>,
     /// Finished roots: (id, owner).
@@ -52,7 +109,8 @@ impl Housekeeping {
 
     /// Takes on the follow-ups a transition reported.
     pub fn add_outcome(&mut self, outcome: &Outcome) {
-        self.acks.extend(outcome.acks.iter().cloned());
+        self.acks
+            .extend(outcome.acks.iter().map(|ack| EntryRef::parse(ack)));
         self.expire_keys.extend(outcome.expire_keys.iter().cloned());
         self.finished_roots
             .extend(outcome.finished_roots.iter().cloned());
@@ -66,9 +124,10 @@ impl Housekeeping {
     }
 }
 
-/// What a scheduler tick found.
+/// What a scheduler tick found on one shard.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Due {
+    pub shard: u32,
     /// Retries moved to the ready stream.
     pub promoted: u64,
     /// Ms until the next item is due, if any is waiting.
@@ -79,6 +138,16 @@ pub struct Due {
     pub expiring: Vec<(String, String, String)>,
 }
 
+/// What a read of one shard found.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Read {
+    /// Entries delivered to this consumer.
+    pub entries: Vec<QueueEntry>,
+    /// The newest entry id the stream held: with no entries delivered,
+    /// [`Store::wait_for_entries`] after it misses none added since.
+    pub last_id: String,
+}
+
 /// One entry of a ready stream.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct QueueEntry {
@@ -87,6 +156,16 @@ pub struct QueueEntry {
     pub op_id: String,
     pub root: String,
     pub generation: u64,
+}
+
+impl QueueEntry {
+    /// Where this entry lives.
+    pub fn reference(&self) -> EntryRef {
+        EntryRef {
+            shard: self.shard,
+            id: self.entry_id.clone(),
+        }
+    }
 }
 
 fn entry_from(shard: u32, entry: &StreamId) -> Option<QueueEntry> {
@@ -106,7 +185,43 @@ fn entry_from(shard: u32, entry: &StreamId) -> Option<QueueEntry> {
     })
 }
 
+fn is_no_group(err: &redis::RedisError) -> bool {
+    err.code() == Some("NOGROUP") || err.to_string().contains("NOGROUP")
+}
+
+fn is_no_script(err: &redis::RedisError) -> bool {
+    err.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)
+}
+
+/// Groups entry references by shard, in shard order.
+fn by_shard<'a>(refs: impl IntoIterator<Item = &'a EntryRef>) -> BTreeMap<u32, Vec<&'a str>> {
+    let mut shards: BTreeMap<u32, Vec<&str>> = BTreeMap::new();
+    for entry in refs {
+        shards.entry(entry.shard).or_default().push(&entry.id);
+    }
+    shards
+}
+
 impl Store {
+    /// Every shard this process reads, `0..queue_shards()`.
+    pub fn shards(&self) -> std::ops::Range<u32> {
+        0..self.queue_shards()
+    }
+
+    /// Agrees with the deployment on the shard count: records this
+    /// process's count if it is larger than the recorded one, and adopts
+    /// the recorded one if that is larger. Returns the count in use.
+    pub async fn agree_on_queue_shards(&self) -> StoreResult<u32> {
+        let wanted = self.queue_shards();
+        let recorded: u32 = scripts::SHARDS
+            .key(self.keys().queue_shards())
+            .arg(wanted)
+            .invoke_async(&mut self.conn())
+            .await?;
+        self.raise_queue_shards(recorded.min(MAX_QUEUE_SHARDS));
+        Ok(self.queue_shards())
+    }
+
     /// Creates the consumer group of a shard's stream if it is missing.
     pub async fn ensure_group(&self, shard: u32) -> StoreResult<()> {
         let result: redis::RedisResult<()> = redis::cmd("XGROUP")
@@ -123,29 +238,42 @@ impl Store {
         }
     }
 
-    /// Puts operations on the ready stream.
+    /// Creates the consumer group of every shard that lacks one.
+    pub async fn ensure_groups(&self) -> StoreResult<()> {
+        for shard in self.shards() {
+            self.ensure_group(shard).await?;
+        }
+        Ok(())
+    }
+
+    /// Adds the `XADD` of an operation's queue entry to a pipeline.
+    pub(crate) fn add_entry(&self, pipe: &mut Pipeline, root: &str, id: &str, generation: u64) {
+        pipe.cmd("XADD")
+            .arg(self.keys().ready(self.shard_of(id)))
+            .arg("*")
+            .arg("o")
+            .arg(id)
+            .arg("r")
+            .arg(root)
+            .arg("g")
+            .arg(generation)
+            .ignore();
+    }
+
+    /// Puts operations on their shards' ready streams.
     pub async fn enqueue(&self, items: &[(&str, &str, u64)]) -> StoreResult<()> {
         if items.is_empty() {
             return Ok(());
         }
         let mut pipe = redis::pipe();
         for (root, id, generation) in items {
-            pipe.cmd("XADD")
-                .arg(self.keys().ready(0))
-                .arg("*")
-                .arg("o")
-                .arg(id)
-                .arg("r")
-                .arg(root)
-                .arg("g")
-                .arg(generation)
-                .ignore();
+            self.add_entry(&mut pipe, root, id, *generation);
         }
         let _: () = pipe.query_async(&mut self.conn()).await?;
         Ok(())
     }
 
-    /// Puts a retry on the delayed set, due at `due_ms` (Redis clock).
+    /// Puts a retry on its shard's delayed set, due at `due_ms` (Redis clock).
     pub async fn delay(
         &self,
         root: &str,
@@ -154,7 +282,7 @@ impl Store {
         due_ms: u64,
     ) -> StoreResult<()> {
         let _: () = redis::cmd("ZADD")
-            .arg(self.keys().delayed(0))
+            .arg(self.keys().delayed(self.shard_of(id)))
             .arg(due_ms)
             .arg(format!("{id}|{root}|{generation}"))
             .query_async(&mut self.conn())
@@ -162,55 +290,41 @@ impl Store {
         Ok(())
     }
 
-    /// The scheduler's tick: moves due retries to the ready stream and
-    /// lists due deadlines and index expiries (at most `max` of each).
-    pub async fn tick(&self, max: usize) -> StoreResult<Due> {
+    /// The scheduler's tick on every shard, in one round trip: moves due
+    /// retries to the ready streams and lists due deadlines and index
+    /// expiries (at most `max` of each per shard).
+    pub async fn tick(&self, max: usize) -> StoreResult<Vec<Due>> {
         let keys = self.keys();
-        let reply: Value = scripts::PROMOTE
-            .key(keys.delayed(0))
-            .key(keys.ready(0))
-            .key(keys.deadlines(0))
-            .key(keys.expiring(0))
-            .arg(max)
-            .arg(unix_ms())
-            .invoke_async(&mut self.conn())
-            .await?;
-        let mut items = scripts::strings(reply)?.into_iter();
-        let promoted = next_number(&mut items).max(0) as u64;
-        let wait = next_number(&mut items);
-        let mut list = || -> Vec<String> {
-            let n = next_number(&mut items).max(0) as usize;
-            items.by_ref().take(n).collect()
+        let now = unix_ms();
+        let build = || {
+            let mut pipe = redis::pipe();
+            for shard in self.shards() {
+                pipe.cmd("EVALSHA")
+                    .arg(scripts::PROMOTE.get_hash())
+                    .arg(4)
+                    .arg(keys.delayed(shard))
+                    .arg(keys.ready(shard))
+                    .arg(keys.deadlines(shard))
+                    .arg(keys.expiring(shard))
+                    .arg(max)
+                    .arg(now);
+            }
+            pipe
         };
-        let deadlines = list()
-            .into_iter()
-            .filter_map(|member| {
-                let (id, root) = member.split_once('|')?;
-                Some((root.to_owned(), id.to_owned(), member.clone()))
-            })
-            .collect();
-        let expiring = list()
-            .into_iter()
-            .filter(|member| member.len() >= ID_LEN && member.is_char_boundary(ID_LEN))
-            .map(|member| {
-                let (id, owner) = member.split_at(ID_LEN);
-                (id.to_owned(), owner.to_owned(), member.clone())
-            })
-            .collect();
-        Ok(Due {
-            promoted,
-            next_in_ms: (wait >= 0).then_some(wait as u64),
-            deadlines,
-            expiring,
-        })
+        let replies: Vec<Value> = self.query_loading_scripts(build).await?;
+        self.shards()
+            .zip(replies)
+            .map(|(shard, reply)| due_from(shard, reply))
+            .collect()
     }
 
-    /// Enforces the deadlines a tick found due: fails the operations that
-    /// passed theirs, reschedules the ones whose deadline is still ahead
-    /// (a caller's clock ran ahead), and forgets the rest. Returns the
-    /// follow-ups of the operations that failed.
+    /// Enforces the deadlines a tick found due on `shard`: fails the
+    /// operations that passed theirs, reschedules the ones whose deadline
+    /// is still ahead (a caller's clock ran ahead), and forgets the rest.
+    /// Returns the follow-ups of the operations that failed.
     pub async fn enforce_deadlines(
         &self,
+        shard: u32,
         due: &[(String, String, String)],
     ) -> StoreResult<Housekeeping> {
         let mut housekeeping = Housekeeping::default();
@@ -226,7 +340,7 @@ impl Store {
             })
             .collect();
         let replies = self.run_many(&calls).await?;
-        let key = self.keys().deadlines(0);
+        let key = self.keys().deadlines(shard);
         let mut pipe = redis::pipe();
         for ((_, _, member), reply) in due.iter().zip(replies) {
             let outcome = match reply.and_then(|value| Outcome::parse(value, 1)) {
@@ -256,14 +370,20 @@ impl Store {
                 );
             }
         }
-        let _: () = pipe.query_async(&mut self.conn()).await?;
+        if !pipe.is_empty() {
+            let _: () = pipe.query_async(&mut self.conn()).await?;
+        }
         Ok(housekeeping)
     }
 
-    /// Removes the list-index entries of finished roots that expired (or
-    /// were deleted); a root still there (its retention was renewed) is
-    /// looked at again when it expires.
-    pub async fn sweep_index(&self, due: &[(String, String, String)]) -> StoreResult<usize> {
+    /// Removes the list-index entries of finished roots (of `shard`) that
+    /// expired (or were deleted); a root still there (its retention was
+    /// renewed) is looked at again when it expires.
+    pub async fn sweep_index(
+        &self,
+        shard: u32,
+        due: &[(String, String, String)],
+    ) -> StoreResult<usize> {
         if due.is_empty() {
             return Ok(0);
         }
@@ -272,7 +392,7 @@ impl Store {
             probe.cmd("PTTL").arg(self.keys().op(id, id));
         }
         let ttls: Vec<i64> = probe.query_async(&mut self.conn()).await?;
-        let key = self.keys().expiring(0);
+        let key = self.keys().expiring(shard);
         let mut pipe = redis::pipe();
         let mut removed = 0;
         for ((id, owner, member), ttl) in due.iter().zip(ttls) {
@@ -301,28 +421,26 @@ impl Store {
     /// Adds the commands of a housekeeping batch to a pipeline.
     pub fn add_housekeeping(&self, pipe: &mut Pipeline, housekeeping: &Housekeeping) {
         let keys = self.keys();
-        if !housekeeping.acks.is_empty() {
-            let stream = keys.ready(0);
+        for (shard, ids) in by_shard(&housekeeping.acks) {
+            let stream = keys.ready(shard);
             pipe.cmd("XACK")
                 .arg(&stream)
                 .arg(WORKER_GROUP)
-                .arg(&housekeeping.acks)
+                .arg(&ids)
                 .ignore();
-            pipe.cmd("XDEL")
-                .arg(&stream)
-                .arg(&housekeeping.acks)
-                .ignore();
+            pipe.cmd("XDEL").arg(&stream).arg(&ids).ignore();
         }
         for key in &housekeeping.expire_keys {
             pipe.pexpire(key, self.retention_ms() as i64).ignore();
         }
         if !housekeeping.finished_roots.is_empty() {
             let due = unix_ms() + self.retention_ms();
-            let expiring = keys.expiring(0);
-            let deadlines = keys.deadlines(0);
             for (id, owner) in &housekeeping.finished_roots {
-                pipe.zadd(&expiring, format!("{id}{owner}"), due).ignore();
-                pipe.zrem(&deadlines, format!("{id}|{id}")).ignore();
+                let shard = self.shard_of(id);
+                pipe.zadd(keys.expiring(shard), format!("{id}{owner}"), due)
+                    .ignore();
+                pipe.zrem(keys.deadlines(shard), format!("{id}|{id}"))
+                    .ignore();
             }
         }
     }
@@ -338,57 +456,88 @@ impl Store {
         Ok(())
     }
 
-    /// Reads up to `count` new entries for `consumer`, blocking up to
-    /// `block_ms`, after sending `housekeeping` in the same round trip.
-    /// Needs a dedicated connection: a blocking read would hold up every
-    /// other command on a shared one.
+    /// Reads up to `count` new entries of `shard` for `consumer`, without
+    /// blocking, after sending `housekeeping` in the same round trip.
     pub async fn read_new(
         &self,
-        conn: &mut MultiplexedConnection,
+        shard: u32,
         housekeeping: &Housekeeping,
         consumer: &str,
         count: usize,
-        block_ms: u64,
-    ) -> StoreResult<Vec<QueueEntry>> {
-        let mut pipe = redis::pipe();
-        self.add_housekeeping(&mut pipe, housekeeping);
-        pipe.cmd("XREADGROUP")
-            .arg("GROUP")
-            .arg(WORKER_GROUP)
-            .arg(consumer)
-            .arg("COUNT")
-            .arg(count.max(1))
-            .arg("BLOCK")
-            .arg(block_ms)
-            .arg("STREAMS")
-            .arg(self.keys().ready(0))
-            .arg(">");
-        let (reply,): (Option<StreamReadReply>,) = pipe.query_async(conn).await?;
-        Ok(reply
-            .map(|reply| {
-                reply
-                    .keys
-                    .iter()
-                    .flat_map(|key| key.ids.iter().filter_map(|entry| entry_from(0, entry)))
-                    .collect()
-            })
-            .unwrap_or_default())
+    ) -> StoreResult<Read> {
+        let build = || {
+            let mut pipe = redis::pipe();
+            self.add_housekeeping(&mut pipe, housekeeping);
+            pipe.cmd("EVALSHA")
+                .arg(scripts::READ.get_hash())
+                .arg(1)
+                .arg(self.keys().ready(shard))
+                .arg(WORKER_GROUP)
+                .arg(consumer)
+                .arg(count.max(1));
+            pipe
+        };
+        let (reply,): (Vec<String>,) = self.query_loading_scripts(build).await?;
+        let mut items = reply.into_iter();
+        let last_id = items.next().unwrap_or_else(|| "0-0".to_owned());
+        let mut entries = Vec::new();
+        while let (Some(entry_id), Some(op_id), Some(root), Some(generation)) =
+            (items.next(), items.next(), items.next(), items.next())
+        {
+            if let Ok(generation) = generation.parse() {
+                entries.push(QueueEntry {
+                    shard,
+                    entry_id,
+                    op_id,
+                    root,
+                    generation,
+                });
+            }
+        }
+        Ok(Read { entries, last_id })
     }
 
-    /// Takes over entries pending longer than `min_idle_ms` (their worker
-    /// stopped renewing), up to `count`, scanning the pending list from
-    /// `cursor`. Returns the entries and where the next pass goes on
-    /// (`0-0` once the whole list was scanned), so that a long list of
+    /// Blocks on `conn` up to `block_ms` until `shard`'s ready stream holds
+    /// an entry newer than `after` (see [`Read::last_id`]). Reads nothing:
+    /// the caller then takes entries with [`read_new`](Self::read_new), so
+    /// a wait that is cut short loses nothing. Returns whether one came.
+    pub async fn wait_for_entries(
+        &self,
+        conn: &mut Dedicated,
+        shard: u32,
+        after: &str,
+        block_ms: u64,
+    ) -> StoreResult<bool> {
+        let reply = conn
+            .query(
+                redis::cmd("XREAD")
+                    .arg("COUNT")
+                    .arg(1)
+                    .arg("BLOCK")
+                    .arg(block_ms)
+                    .arg("STREAMS")
+                    .arg(self.keys().ready(shard))
+                    .arg(after),
+            )
+            .await?;
+        Ok(!matches!(reply, Value::Nil))
+    }
+
+    /// Takes over entries of `shard` pending longer than `min_idle_ms`
+    /// (their worker stopped renewing), up to `count`, scanning the pending
+    /// list from `cursor`. Returns the entries and where the next pass goes
+    /// on (`0-0` once the whole list was scanned), so that a long list of
     /// live entries at its head never hides lost ones further on.
     pub async fn take_over_idle(
         &self,
+        shard: u32,
         consumer: &str,
         min_idle_ms: u64,
         count: usize,
         cursor: &str,
     ) -> StoreResult<(Vec<QueueEntry>, String)> {
         let reply: StreamAutoClaimReply = redis::cmd("XAUTOCLAIM")
-            .arg(self.keys().ready(0))
+            .arg(self.keys().ready(shard))
             .arg(WORKER_GROUP)
             .arg(consumer)
             .arg(min_idle_ms)
@@ -400,22 +549,45 @@ impl Store {
         let entries = reply
             .claimed
             .iter()
-            .filter_map(|entry| entry_from(0, entry))
+            .filter_map(|entry| entry_from(shard, entry))
             .collect();
         Ok((entries, reply.next_stream_id))
     }
 
-    /// Removes consumers of the group that hold no entry and have not
-    /// read for `min_idle_ms` (workers that stopped); a live one that is
-    /// removed is created again by its next read. Returns how many went.
+    /// Removes consumers of the group that hold no entry of any shard and
+    /// have not read for `min_idle_ms` (workers that stopped); a live one
+    /// that is removed is created again by its next read. Returns how many
+    /// (consumer, shard) pairs went.
     pub async fn forget_idle_consumers(&self, me: &str, min_idle_ms: u64) -> StoreResult<usize> {
-        let stream = self.keys().ready(0);
-        let consumers: Vec<HashMap<String, Value>> = redis::cmd("XINFO")
+        let mut count = 0;
+        for shard in self.shards() {
+            count += self
+                .forget_idle_consumers_of(shard, me, min_idle_ms)
+                .await?;
+        }
+        Ok(count)
+    }
+
+    async fn forget_idle_consumers_of(
+        &self,
+        shard: u32,
+        me: &str,
+        min_idle_ms: u64,
+    ) -> StoreResult<usize> {
+        let stream = self.keys().ready(shard);
+        let consumers: Vec<HashMap<String, Value>> = match redis::cmd("XINFO")
             .arg("CONSUMERS")
             .arg(&stream)
             .arg(WORKER_GROUP)
             .query_async(&mut self.conn())
-            .await?;
+            .await
+        {
+            Ok(consumers) => consumers,
+            Err(err) if is_no_group(&err) || err.to_string().contains("no such key") => {
+                return Ok(0);
+            }
+            Err(err) => return Err(err.into()),
+        };
         let number = |info: &HashMap<String, Value>, name: &str| -> i64 {
             match info.get(name) {
                 Some(Value::Int(n)) => *n,
@@ -453,14 +625,14 @@ impl Store {
     pub async fn take_entry(
         &self,
         consumer: &str,
-        entry_id: &str,
+        entry: &EntryRef,
     ) -> StoreResult<Option<QueueEntry>> {
         let reply: Value = redis::cmd("XCLAIM")
-            .arg(self.keys().ready(0))
+            .arg(self.keys().ready(entry.shard))
             .arg(WORKER_GROUP)
             .arg(consumer)
             .arg(0)
-            .arg(entry_id)
+            .arg(&entry.id)
             .query_async(&mut self.conn())
             .await?;
         let Value::Array(items) = reply else {
@@ -476,91 +648,136 @@ impl Store {
             let fields = parts.pop().unwrap_or(Value::Nil);
             let id = scripts::string(parts.pop().unwrap_or(Value::Nil))?;
             let map = field_map(fields)?;
-            let entry = StreamId {
+            let stream_entry = StreamId {
                 id,
                 map,
                 ..Default::default()
             };
-            return Ok(entry_from(0, &entry));
+            return Ok(entry_from(entry.shard, &stream_entry));
         }
         Ok(None)
     }
 
     /// Resets the idle time of entries this worker still holds, so reapers
     /// leave them alone.
-    pub async fn touch(&self, consumer: &str, entry_ids: &[&str]) -> StoreResult<()> {
-        if entry_ids.is_empty() {
+    pub async fn touch(&self, consumer: &str, entries: &[EntryRef]) -> StoreResult<()> {
+        if entries.is_empty() {
             return Ok(());
         }
-        let _: Value = redis::cmd("XCLAIM")
-            .arg(self.keys().ready(0))
-            .arg(WORKER_GROUP)
-            .arg(consumer)
-            .arg(0)
-            .arg(entry_ids)
-            .arg("JUSTID")
-            .query_async(&mut self.conn())
-            .await?;
+        let mut pipe = redis::pipe();
+        for (shard, ids) in by_shard(entries) {
+            pipe.cmd("XCLAIM")
+                .arg(self.keys().ready(shard))
+                .arg(WORKER_GROUP)
+                .arg(consumer)
+                .arg(0)
+                .arg(&ids)
+                .arg("JUSTID")
+                .ignore();
+        }
+        let _: () = pipe.query_async(&mut self.conn()).await?;
         Ok(())
     }
 
     /// Acknowledges and deletes handled entries.
-    pub async fn ack(&self, entry_ids: &[String]) -> StoreResult<()> {
-        if entry_ids.is_empty() {
-            return Ok(());
-        }
-        let stream = self.keys().ready(0);
-        let _: () = redis::pipe()
-            .cmd("XACK")
-            .arg(&stream)
-            .arg(WORKER_GROUP)
-            .arg(entry_ids)
-            .ignore()
-            .cmd("XDEL")
-            .arg(&stream)
-            .arg(entry_ids)
-            .ignore()
-            .query_async(&mut self.conn())
-            .await?;
-        Ok(())
+    pub async fn ack(&self, entries: &[EntryRef]) -> StoreResult<()> {
+        let housekeeping = Housekeeping {
+            acks: entries.to_vec(),
+            ..Housekeeping::default()
+        };
+        self.housekeep(&housekeeping).await
     }
 
-    /// Entries waiting in the ready stream and pending (claimed) ones.
+    /// Entries waiting in the ready streams, pending (claimed) ones and
+    /// delayed retries, summed over the shards.
     pub async fn queue_depth(&self) -> StoreResult<(u64, u64, u64)> {
-        let stream = self.keys().ready(0);
         let mut conn = self.conn();
-        let (length, delayed): (u64, u64) = redis::pipe()
-            .cmd("XLEN")
-            .arg(&stream)
-            .cmd("ZCARD")
-            .arg(self.keys().delayed(0))
-            .query_async(&mut conn)
-            .await?;
-        // No consumer group yet (no worker ever started): nothing is pending.
-        let pending: Value = redis::cmd("XPENDING")
-            .arg(&stream)
-            .arg(WORKER_GROUP)
-            .query_async(&mut conn)
-            .await
-            .or_else(|err| {
-                if err.code() == Some("NOGROUP") || err.to_string().contains("NOGROUP") {
-                    Ok(Value::Nil)
-                } else {
-                    Err(err)
+        let mut counts = redis::pipe();
+        let mut pending = redis::pipe();
+        pending.ignore_errors();
+        for shard in self.shards() {
+            let stream = self.keys().ready(shard);
+            counts
+                .cmd("XLEN")
+                .arg(&stream)
+                .cmd("ZCARD")
+                .arg(self.keys().delayed(shard));
+            pending.cmd("XPENDING").arg(&stream).arg(WORKER_GROUP);
+        }
+        let counts: Vec<u64> = counts.query_async(&mut conn).await?;
+        // A shard without a consumer group yet (no worker ever read it) has
+        // nothing pending.
+        let summaries: Vec<redis::RedisResult<Value>> = pending.query_async(&mut conn).await?;
+        let mut pending_total = 0;
+        for summary in summaries {
+            match summary {
+                Ok(Value::Array(items)) => {
+                    pending_total += items
+                        .into_iter()
+                        .next()
+                        .map(scripts::string)
+                        .transpose()?
+                        .and_then(|n| n.parse::<u64>().ok())
+                        .unwrap_or(0);
                 }
-            })?;
-        let pending = match pending {
-            Value::Array(items) => items
-                .into_iter()
-                .next()
-                .map(scripts::string)
-                .transpose()?
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(0),
-            _ => 0,
-        };
-        Ok((length.saturating_sub(pending), pending, delayed))
+                Ok(_) => {}
+                Err(err) if is_no_group(&err) => {}
+                Err(err) => return Err(err.into()),
+            }
+        }
+        let length: u64 = counts.iter().step_by(2).sum();
+        let delayed: u64 = counts.iter().skip(1).step_by(2).sum();
+        Ok((length.saturating_sub(pending_total), pending_total, delayed))
     }
+
+    /// Sends the pipeline `build` makes; after a `NOSCRIPT` (Redis lost
+    /// its script cache: a restart, a failover) loads the scripts and sends
+    /// it again. Only for pipelines that may be sent twice.
+    pub(crate) async fn query_loading_scripts<T: redis::FromRedisValue>(
+        &self,
+        build: impl Fn() -> Pipeline,
+    ) -> StoreResult<T> {
+        let mut conn = self.conn();
+        match build().query_async(&mut conn).await {
+            Err(err) if is_no_script(&err) => {
+                self.load_scripts().await?;
+                Ok(build().query_async(&mut conn).await?)
+            }
+            other => Ok(other?),
+        }
+    }
+}
+
+fn due_from(shard: u32, reply: Value) -> StoreResult<Due> {
+    let mut items = scripts::strings(reply)?.into_iter();
+    let promoted = next_number(&mut items).max(0) as u64;
+    let wait = next_number(&mut items);
+    let mut list = || -> Vec<String> {
+        let n = next_number(&mut items).max(0) as usize;
+        items.by_ref().take(n).collect()
+    };
+    let deadlines = list()
+        .into_iter()
+        .filter_map(|member| {
+            let (id, root) = member.split_once('|')?;
+            Some((root.to_owned(), id.to_owned(), member.clone()))
+        })
+        .collect();
+    let expiring = list()
+        .into_iter()
+        .filter(|member| member.len() >= ID_LEN && member.is_char_boundary(ID_LEN))
+        .map(|member| {
+            let (id, owner) = member.split_at(ID_LEN);
+            (id.to_owned(), owner.to_owned(), member.clone())
+        })
+        .collect();
+    Ok(Due {
+        shard,
+        promoted,
+        next_in_ms: (wait >= 0).then_some(wait as u64),
+        deadlines,
+        expiring,
+    })
 }
 
 fn next_number(items: &mut std::vec::IntoIter<String>) -> i64 {
@@ -580,4 +797,55 @@ fn field_map(fields: Value) -> StoreResult<HashMap<String, Value>> {
         map.insert(scripts::string(name)?, value);
     }
     Ok(map)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_shard_takes_everything() {
+        assert_eq!(shard_for("0193a3f6-0000-7000-8000-000000000000", 1), 0);
+        assert_eq!(shard_for("anything", 0), 0);
+    }
+
+    #[test]
+    fn ids_spread_over_every_shard() {
+        let mut counts = [0u32; 16];
+        for _ in 0..1_600 {
+            let id = uuid::Uuid::now_v7().to_string();
+            let shard = shard_for(&id, 16);
+            assert_eq!(shard, shard_for(&id, 16), "stable");
+            counts[shard as usize] += 1;
+        }
+        assert!(
+            counts.iter().all(|&count| count > 40),
+            "roughly even: {counts:?}"
+        );
+    }
+
+    #[test]
+    fn entry_references_carry_their_shard() {
+        let plain = EntryRef::parse("1700000000000-0");
+        assert_eq!(plain.shard, 0);
+        assert_eq!(plain.to_string(), "1700000000000-0", "shard 0 stays plain");
+        let sharded = EntryRef {
+            shard: 7,
+            id: "1700000000000-3".into(),
+        };
+        assert_eq!(sharded.to_string(), "7/1700000000000-3");
+        assert_eq!(EntryRef::parse(&sharded.to_string()), sharded);
+    }
+
+    #[test]
+    fn acknowledgements_are_grouped_by_shard() {
+        let refs = [
+            EntryRef::parse("3/1-0"),
+            EntryRef::parse("1-1"),
+            EntryRef::parse("3/2-0"),
+        ];
+        let grouped = by_shard(&refs);
+        assert_eq!(grouped.get(&0), Some(&vec!["1-1"]));
+        assert_eq!(grouped.get(&3), Some(&vec!["1-0", "2-0"]));
+    }
 }

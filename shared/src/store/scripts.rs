@@ -41,8 +41,18 @@ transition!(EXPIRE, "expire.lua");
 pub static PROMOTE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../../lua/promote.lua")));
 
+/// A worker's queue read: new entries of one shard, and the id to wait
+/// after when there were none; not a transition (no lib).
+pub static READ: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("../../lua/read.lua")));
+
+/// Agrees on the deployment's queue shard count (it only grows); not a
+/// transition (no lib).
+pub static SHARDS: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("../../lua/shards.lua")));
+
 /// Every script, for loading them all at once.
-pub fn all() -> [&'static Script; 13] {
+pub fn all() -> [&'static Script; 15] {
     [
         &CREATE,
         &CLAIM,
@@ -57,6 +67,8 @@ pub fn all() -> [&'static Script; 13] {
         &DELETE,
         &EXPIRE,
         &PROMOTE,
+        &READ,
+        &SHARDS,
     ]
 }
 

@@ -13,6 +13,7 @@ use redis::Value;
 use serde_json::Value as Json;
 use uuid::Uuid;
 
+use super::connection::add_barrier;
 use super::queue::{Housekeeping, QueueEntry};
 use super::scripts::{self, Outcome};
 use super::{Store, StoreError, StoreResult};
@@ -178,22 +179,16 @@ impl Store {
                 .arg(keys.all_index())
                 .arg(0)
                 .arg(id)
-                .ignore()
-                .cmd("XADD")
-                .arg(keys.ready(0))
-                .arg("*")
-                .arg("o")
-                .arg(id)
-                .arg("r")
-                .arg(id)
-                .arg("g")
-                .arg(1)
                 .ignore();
+            // On a cluster these live on other nodes: the entry and the
+            // deadline must not exist before the operation does.
+            add_barrier(&mut pipe);
+            self.add_entry(&mut pipe, id, id, 1);
             if new.deadline_ms > 0 {
                 // Enforced by the workers' schedulers even while the
                 // operation waits in the queue or for its children.
                 pipe.zadd(
-                    keys.deadlines(0),
+                    keys.deadlines(self.shard_of(id)),
                     format!("{id}|{id}"),
                     unix_ms().saturating_add(new.deadline_ms),
                 )
@@ -312,9 +307,10 @@ impl Store {
         }
         pipe.zrem(self.keys().owner_index(owner), id).ignore();
         pipe.zrem(self.keys().all_index(), id).ignore();
-        pipe.zrem(self.keys().deadlines(0), format!("{id}|{id}"))
+        let shard = self.shard_of(id);
+        pipe.zrem(self.keys().deadlines(shard), format!("{id}|{id}"))
             .ignore();
-        pipe.zrem(self.keys().expiring(0), format!("{id}{owner}"))
+        pipe.zrem(self.keys().expiring(shard), format!("{id}{owner}"))
             .ignore();
         let _: () = pipe.query_async(&mut self.conn()).await?;
         Ok(Some(true))
@@ -377,7 +373,7 @@ impl Store {
                     entry.generation.to_string(),
                     worker.to_owned(),
                     lease_ms.to_string(),
-                    entry.entry_id.clone(),
+                    entry.reference().to_string(),
                 ]);
                 (
                     &*scripts::CLAIM,
@@ -576,6 +572,7 @@ impl Store {
                     .arg(backstop_ms)
                     .ignore();
             }
+            add_barrier(&mut pipe);
             pipe.cmd("EVALSHA")
                 .arg(scripts::SPAWN.get_hash())
                 .arg(1)
@@ -583,17 +580,9 @@ impl Store {
                 .arg(&args);
             // Queue entries for the new children, in the same round trip;
             // an entry of a child never created is dropped at claim time.
+            add_barrier(&mut pipe);
             for id in &ids {
-                pipe.cmd("XADD")
-                    .arg(self.keys().ready(0))
-                    .arg("*")
-                    .arg("o")
-                    .arg(id)
-                    .arg("r")
-                    .arg(root)
-                    .arg("g")
-                    .arg(1)
-                    .ignore();
+                self.add_entry(&mut pipe, root, id, 1);
             }
             pipe
         };

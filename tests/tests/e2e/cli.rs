@@ -5,7 +5,7 @@
 use std::process::Output;
 use std::time::Duration;
 
-use longrun_client::{Client, StartOptions, Status};
+use longrun_client::{Client, StartOptions, StartParams, Status};
 use longrun_shared::auth::{Claims, Verifier, mint_claims, unix_now};
 use longrun_shared::config::JwtConfig;
 use longrun_tests::cli::run_with_stdin;
@@ -366,10 +366,10 @@ async fn wait_tells_the_outcome_by_its_exit_code() {
         .start(
             "demo.sleep",
             &json!({"duration_ms": 0, "fail_times": 5}),
-            &StartOptions {
+            &StartOptions::from(StartParams {
                 max_attempts: Some(1),
-                ..StartOptions::default()
-            },
+                ..StartParams::default()
+            }),
         )
         .await
         .expect("started")
@@ -481,10 +481,10 @@ async fn status_watch_polls_to_the_outcome() {
         .start(
             "demo.sleep",
             &json!({"duration_ms": 0, "fail_times": 5}),
-            &StartOptions {
+            &StartOptions::from(StartParams {
                 max_attempts: Some(1),
-                ..StartOptions::default()
-            },
+                ..StartParams::default()
+            }),
         )
         .await
         .expect("started")

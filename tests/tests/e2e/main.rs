@@ -11,9 +11,15 @@ mod api_routes;
 mod cli;
 mod cli_client;
 mod cli_live;
+mod cluster;
 mod dashboard;
+mod faults;
 mod foundation;
 mod hostile;
+mod realtime_auth;
+mod realtime_delivery;
+mod realtime_metrics;
+mod realtime_resilience;
 mod worker;
 mod worker_processes;
 

@@ -127,7 +127,7 @@ async fn sieve_on_cpu_pool(ctx: &JobContext, from: u64, limit: u64) -> Result<Co
         _ = ctx.cancelled() => return Err(stopped()),
     };
     let ctx = ctx.clone();
-    tokio::task::spawn_blocking(move || {
+    crate::kinds::blocking("the sieve", move || {
         let _permit = permit;
         count_primes(
             from,
@@ -145,7 +145,6 @@ async fn sieve_on_cpu_pool(ctx: &JobContext, from: u64, limit: u64) -> Result<Co
         .ok_or_else(stopped)
     })
     .await
-    .map_err(|_| JobError::retryable("panic", "the sieve panicked"))?
 }
 
 fn stopped() -> JobError {

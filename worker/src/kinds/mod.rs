@@ -25,6 +25,18 @@ pub fn register_builtin(registry: &mut Registry) {
     registry.register(calc_primes::CalcPrimes);
 }
 
+/// Runs `work` on tokio's blocking pool; a panic in it becomes a
+/// retryable `panic` error naming `what`.
+pub async fn blocking<T, F>(what: &str, work: F) -> Result<T, JobError>
+where
+    F: FnOnce() -> Result<T, JobError> + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|_| JobError::retryable("panic", format!("{what} panicked")))?
+}
+
 /// Reads a handler's input into its typed form. The api validated it
 /// against the schema already, so a failure here is permanent.
 pub fn parse_input<T: DeserializeOwned>(input: Value) -> Result<T, JobError> {

@@ -226,9 +226,9 @@ impl Handler for DataImportBatch {
     async fn run(&self, ctx: JobContext, input: Value) -> Result<Outcome, JobError> {
         let input: BatchInput = parse_input(input)?;
         let data_dir = ctx.data_dir().map(std::path::Path::to_path_buf);
-        let result = tokio::task::spawn_blocking(move || run_batch(&input, data_dir.as_deref()))
-            .await
-            .map_err(|_| JobError::retryable("panic", "the batch panicked"))??;
+        let result =
+            crate::kinds::blocking("the batch", move || run_batch(&input, data_dir.as_deref()))
+                .await?;
         Ok(Outcome::Done(result))
     }
 }

@@ -247,9 +247,10 @@ impl Handler for DataImport {
         let input: ImportInput = parse_input(input)?;
         let data_dir = ctx.data_dir().map(std::path::Path::to_path_buf);
         let planned = input.clone();
-        let batches = tokio::task::spawn_blocking(move || prepare(&planned, data_dir.as_deref()))
-            .await
-            .map_err(|_| JobError::retryable("panic", "planning the import panicked"))??;
+        let batches = crate::kinds::blocking("planning the import", move || {
+            prepare(&planned, data_dir.as_deref())
+        })
+        .await?;
         ctx.progress(
             0.0,
             format!("validating in {} batches", batches.len()),
@@ -283,12 +284,12 @@ impl Handler for DataImport {
             let parts: Vec<_> = (0..batches)
                 .map(|index| files::output_path(ctx.data_dir(), &files::part_name(output, index)))
                 .collect::<Result<_, _>>()?;
-            tokio::task::spawn_blocking(move || files::join_parts(&path, &parts))
-                .await
-                .map_err(|_| JobError::retryable("panic", "joining the output panicked"))?
-                .map_err(|err| {
+            crate::kinds::blocking("joining the output", move || {
+                files::join_parts(&path, &parts).map_err(|err| {
                     JobError::retryable("write_failed", format!("cannot write the output: {err}"))
-                })?;
+                })
+            })
+            .await?;
         }
         Ok(Outcome::Done(json!({
             "rows": totals["rows"].as_u64().unwrap_or(0),

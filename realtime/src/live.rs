@@ -1,0 +1,76 @@
+//! Live event frames as the gateway's relay hands them out: decoded once
+//! per process, shared by every subscriber.
+//!
+//! The transition scripts publish the exact `event` frame clients receive,
+//! so the gateway never re-serialises a live event: it reads the few head
+//! fields it routes and orders by, checks the bytes are UTF-8 once, and
+//! every subscriber queues a clone of the same [`Utf8Bytes`].
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use axum::extract::ws::Utf8Bytes;
+use longrun_shared::model::EventType;
+use serde::Deserialize;
+
+/// One published event, decoded.
+#[derive(Debug)]
+pub struct LiveEvent {
+    pub operation_id: Arc<str>,
+    pub seq: u64,
+    pub event: EventType,
+    /// When the transition script ran (its `at`), for the latency metric.
+    pub emitted_at: Option<SystemTime>,
+    /// The frame as published, ready to send.
+    pub text: Utf8Bytes,
+}
+
+/// What subscribers share.
+pub type Live = Arc<LiveEvent>;
+
+#[derive(Deserialize)]
+struct Head<'a> {
+    #[serde(borrow)]
+    operation_id: Cow<'a, str>,
+    seq: u64,
+    event: EventType,
+    #[serde(borrow)]
+    at: Cow<'a, str>,
+}
+
+/// Decodes a published payload; `None` for anything that is not an event frame.
+pub fn decode(payload: &[u8]) -> Option<Live> {
+    let text = std::str::from_utf8(payload).ok()?;
+    let head: Head<'_> = serde_json::from_str(text).ok()?;
+    Some(Arc::new(LiveEvent {
+        operation_id: Arc::from(head.operation_id.as_ref()),
+        seq: head.seq,
+        event: head.event,
+        emitted_at: humantime::parse_rfc3339(&head.at).ok(),
+        text: Utf8Bytes::from(text.to_owned()),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_published_frame_decodes_and_keeps_its_bytes() {
+        let frame = r#"{"type":"event","operation_id":"x","seq":7,"event":"progress","at":"2026-01-02T03:04:05.000006Z","data":{"percent":5}}"#;
+        let live = decode(frame.as_bytes()).expect("decodes");
+        assert_eq!(&*live.operation_id, "x");
+        assert_eq!(live.seq, 7);
+        assert_eq!(live.event, EventType::Progress);
+        assert!(live.emitted_at.is_some());
+        assert_eq!(live.text.as_str(), frame);
+    }
+
+    #[test]
+    fn other_payloads_are_dropped() {
+        assert!(decode(b"not json").is_none());
+        assert!(decode(br#"{"seq":1}"#).is_none());
+        assert!(decode(&[0xff, 0xfe]).is_none());
+    }
+}
