@@ -108,10 +108,9 @@ pub async fn run(target: Target, setup: &Setup, args: &Args) -> Result<Report> {
         Target::Longrun,
         setup,
         Roles {
-            api: true,
             workers: args.workers,
-            gateway: true,
             retention_s: Some(args.retention_s),
+            ..Roles::full()
         },
     )?;
     let tokens = (0..args.owners)
