@@ -103,7 +103,7 @@ fn results(outcome: &Outcome) -> String {
          | **lost / duplicate events** | **{} / {}** |\n\
          | reconnects; operations followed to the end | {}; {} |\n\
          | `error` frames; server closes | {}; {} |\n\
-         | progress events the gateway coalesced | {} |\n\
+         | progress events the gateway coalesced; lost beyond them | {}; {} |\n\
          | passed | {} |",
         ops["started"],
         ops["finished"],
@@ -123,6 +123,9 @@ fn results(outcome: &Outcome) -> String {
         ws["errors"],
         ws["server_closes"],
         outcome.coalesced.map_or("?".into(), |n| n.to_string()),
+        outcome
+            .unexplained_loss()
+            .map_or("?".into(), |n| n.to_string()),
         if outcome.passed { "yes" } else { "**no**" },
     )
 }

@@ -92,6 +92,15 @@ pub struct Outcome {
     pub passed: bool,
 }
 
+impl Outcome {
+    /// Lost events the gateway's coalescing does not account for (a coalesced
+    /// progress event is a seq gap the contract allows for a slow reader).
+    pub fn unexplained_loss(&self) -> Option<u64> {
+        let lost = self.websocket["lost"].as_u64()?;
+        Some(lost.saturating_sub(self.coalesced?))
+    }
+}
+
 pub async fn run(target: Target, setup: &Setup, args: &Args) -> Result<Report> {
     if target != Target::Longrun {
         bail!("soak measures longrun only");
@@ -246,6 +255,7 @@ fn report(args: &Args, outcome: &Outcome) -> Report {
     report.set("operations", &outcome.operations);
     report.set("websocket", &outcome.websocket);
     report.set("gateway_coalesced_progress", outcome.coalesced);
+    report.set("lost_beyond_coalescing", outcome.unexplained_loss());
     report.set("samples", &outcome.samples);
     report.set("verdict", &outcome.trends);
     report.set("passed", outcome.passed);
@@ -283,8 +293,14 @@ fn report(args: &Args, outcome: &Outcome) -> Report {
         format!("{} / {}", ws["errors"], ws["server_closes"]),
     );
     report.row(
-        "gateway coalesced progress",
-        outcome.coalesced.map_or("?".into(), |n| n.to_string()),
+        "gateway coalesced progress / lost beyond it",
+        format!(
+            "{} / {}",
+            outcome.coalesced.map_or("?".into(), |n| n.to_string()),
+            outcome
+                .unexplained_loss()
+                .map_or("?".into(), |n| n.to_string())
+        ),
     );
     match &outcome.trends {
         Some(trends) => {
