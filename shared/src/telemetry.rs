@@ -5,6 +5,7 @@
 //! services of `longrun dev` share it), rendered by the api's `/metrics`.
 
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
@@ -34,11 +35,34 @@ pub fn prometheus() -> &'static PrometheusHandle {
         let builder = PrometheusBuilder::new()
             .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY)
             .unwrap_or_else(|_| PrometheusBuilder::new());
-        match builder.install_recorder() {
+        let handle = match builder.install_recorder() {
             Ok(handle) => handle,
             // Another recorder is installed (an embedding program's):
             // render from a private one so /metrics still answers.
             Err(_) => PrometheusBuilder::new().build_recorder().handle(),
-        }
+        };
+        spawn_upkeep(handle.clone());
+        handle
     })
+}
+
+/// How often histogram samples are folded into their buckets.
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
+/// Folds recorded histogram samples into their buckets every few seconds.
+/// Without it every sample stays in memory until `/metrics` is scraped
+/// (the recorder's documented contract), which grows a busy gateway's
+/// heap by one sample per delivered event.
+fn spawn_upkeep(handle: PrometheusHandle) {
+    let started = std::thread::Builder::new()
+        .name("metrics-upkeep".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(UPKEEP_EVERY);
+                handle.run_upkeep();
+            }
+        });
+    if let Err(err) = started {
+        tracing::warn!(%err, "cannot start the metrics upkeep thread; samples are folded at scrapes only");
+    }
 }
