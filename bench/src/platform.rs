@@ -378,14 +378,15 @@ fn consumer_count(redis: &RedisServer) -> Result<usize> {
     Ok(consumers.map_or(0, |list| list.len()))
 }
 
-/// Connections blocked in `XREADGROUP`: idle workers waiting for work.
+/// Connections blocked in `XREAD` (or `XREADGROUP`): idle workers waiting
+/// for work on a queue shard.
 fn blocked_readers(redis: &RedisServer) -> Result<usize> {
     let client = redis::Client::open(redis.url())?;
     let mut conn = client.get_connection()?;
     let list: String = redis::cmd("CLIENT").arg("LIST").query(&mut conn)?;
     Ok(list
         .lines()
-        .filter(|line| line.contains("cmd=xreadgroup") && line.contains("flags=b"))
+        .filter(|line| line.contains("cmd=xread") && line.contains("flags=b"))
         .count())
 }
 

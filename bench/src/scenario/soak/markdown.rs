@@ -100,11 +100,11 @@ fn results(outcome: &Outcome) -> String {
          | start errors / operations not terminal | {} / {} |\n\
          | fan-outs; children terminal / started | {}; {} / {} |\n\
          | WebSocket events checked | {} |\n\
-         | **lost / duplicate events** | **{} / {}** |\n\
+         | **seq gaps / duplicate events** | **{} / {}** |\n\
          | reconnects; operations followed to the end | {}; {} |\n\
          | `error` frames; server closes | {}; {} |\n\
          | progress events the gateway coalesced; lost beyond them | {}; {} |\n\
-         | passed | {} |",
+         | passed (every operation terminal, no duplicate, no gap beyond coalescing) | {} |",
         ops["started"],
         ops["finished"],
         ops["succeeded"],

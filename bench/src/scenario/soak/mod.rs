@@ -215,10 +215,13 @@ async fn soak(
     }
     let operations = counters.json();
     let websocket = ws.json();
+    // Progress the gateway coalesced for a reader that fell behind is a
+    // gap the contract allows; any other gap is a lost event.
+    let lost = websocket["lost"].as_u64().unwrap_or(u64::MAX);
     let passed = operations["not_terminal"] == 0
         && operations["start_errors"] == 0
         && operations["children_finished"] == operations["children_started"]
-        && websocket["lost"] == 0
+        && lost <= coalesced.unwrap_or(0)
         && websocket["duplicates"] == 0;
     Ok(Outcome {
         trends: samples::verdict(&samples),
