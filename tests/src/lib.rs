@@ -204,6 +204,16 @@ impl Platform {
         Platform::builder().start().await
     }
 
+    /// The api alone over a private queue: no worker drains it and no
+    /// gateway runs, so what a request queued stays as it was.
+    pub async fn queue_only() -> Platform {
+        Platform::builder()
+            .workers(0)
+            .without_realtime()
+            .start()
+            .await
+    }
+
     pub fn builder() -> PlatformBuilder {
         PlatformBuilder {
             config: test_config(&shared_redis()),

@@ -32,17 +32,9 @@ async fn status_with(api: &Api, token: &str) -> u16 {
         .status
 }
 
-async fn queue_only() -> Platform {
-    Platform::builder()
-        .workers(0)
-        .without_realtime()
-        .start()
-        .await
-}
-
 #[tokio::test]
 async fn every_route_but_the_probes_needs_a_token() {
-    let platform = queue_only().await;
+    let platform = Platform::queue_only().await;
     let api = platform.api();
     let id = api.start_ok("pat", "demo.sleep", &json!({})).await;
     let routes = [
@@ -75,7 +67,7 @@ async fn every_route_but_the_probes_needs_a_token() {
 
 #[tokio::test]
 async fn only_hs256_with_the_right_secret_is_accepted() {
-    let platform = queue_only().await;
+    let platform = Platform::queue_only().await;
     let api = platform.api();
     let claims = json!({"sub": "ada", "exp": unix_now() + 600});
     assert_eq!(status_with(&api, &hs256(claims.clone())).await, 200);
@@ -104,7 +96,7 @@ async fn only_hs256_with_the_right_secret_is_accepted() {
 
 #[tokio::test]
 async fn time_claims_are_checked_with_the_leeway() {
-    let platform = queue_only().await; // leeway: the default 5 s
+    let platform = Platform::queue_only().await; // leeway: the default 5 s
     let api = platform.api();
     let now = unix_now();
     let cases = [

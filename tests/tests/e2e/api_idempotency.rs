@@ -26,17 +26,9 @@ async fn count(api: &Api, sub: &str) -> usize {
         .map_or(0, Vec::len)
 }
 
-async fn queue_only() -> Platform {
-    Platform::builder()
-        .workers(0)
-        .without_realtime()
-        .start()
-        .await
-}
-
 #[tokio::test]
 async fn a_repeat_returns_the_first_operation_with_200() {
-    let platform = queue_only().await;
+    let platform = Platform::queue_only().await;
     let api = platform.api();
     let input = json!({"duration_ms": 5, "steps": 1});
     let first = start_keyed(&api, "ida", "order-1", "", &input).await;
@@ -60,7 +52,7 @@ async fn a_repeat_returns_the_first_operation_with_200() {
 
 #[tokio::test]
 async fn twenty_identical_requests_at_once_start_exactly_one_operation() {
-    let platform = queue_only().await;
+    let platform = Platform::queue_only().await;
     let api = platform.api();
     let input = json!({"duration_ms": 10});
     let replies =
@@ -94,7 +86,7 @@ async fn twenty_identical_requests_at_once_start_exactly_one_operation() {
 
 #[tokio::test]
 async fn the_same_key_for_another_request_is_422() {
-    let platform = queue_only().await;
+    let platform = Platform::queue_only().await;
     let api = platform.api();
     let input = json!({"duration_ms": 5});
     let first = start_keyed(&api, "uma", "k-1", "", &input).await;

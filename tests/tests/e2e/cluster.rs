@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use longrun_client::{ListOptions, StartOptions, StartParams};
 use longrun_shared::model::{EventType, Status};
+use longrun_tests::audit::logged_once;
 use longrun_tests::cluster::shared_cluster;
 use longrun_tests::tree::{count, events, wait_tree_done};
 use longrun_tests::ws::seqs;
@@ -98,19 +99,7 @@ async fn a_fanout_spreads_its_children_over_the_shards_and_nodes() {
     assert_eq!(kids.len(), 48);
     for kid in kids {
         assert_eq!(kid.status, Status::Succeeded);
-        let log = events(&client, &kid.id).await;
-        let seq: Vec<u64> = log.iter().map(|event| event.seq).collect();
-        assert_eq!(seq, (1..=kid.seq).collect::<Vec<_>>(), "gap-free log");
-        let terminal = log
-            .iter()
-            .filter(|event| {
-                matches!(
-                    event.event_type,
-                    EventType::Succeeded | EventType::Failed | EventType::Cancelled
-                )
-            })
-            .count();
-        assert_eq!(terminal, 1, "one terminal event: {log:?}");
+        logged_once(&client, &kid.id).await;
     }
     // Every key of the tree shares one slot (each transition is one script
     // on one node), while its queue entries spread over the shards.
