@@ -26,13 +26,30 @@ pub async fn command_calls(conn: &mut MultiplexedConnection) -> Result<BTreeMap<
     Ok(parse_commandstats(&text))
 }
 
+/// Microseconds Redis spent per command so far (inside scripts included,
+/// so `evalsha` counts its inner commands' time too).
+pub async fn command_usec(conn: &mut MultiplexedConnection) -> Result<BTreeMap<String, u64>> {
+    let text: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(conn)
+        .await?;
+    Ok(parse_commandstat_field(&text, "usec"))
+}
+
 fn parse_commandstats(text: &str) -> BTreeMap<String, u64> {
+    parse_commandstat_field(text, "calls")
+}
+
+fn parse_commandstat_field(text: &str, field: &str) -> BTreeMap<String, u64> {
     text.lines()
         .filter_map(|line| {
             let rest = line.trim().strip_prefix("cmdstat_")?;
             let (name, fields) = rest.split_once(':')?;
-            let calls = fields.strip_prefix("calls=")?.split(',').next()?;
-            Some((name.to_owned(), calls.parse().ok()?))
+            let value = fields.split(',').find_map(|pair| {
+                let (key, value) = pair.split_once('=')?;
+                (key == field).then_some(value)
+            })?;
+            Some((name.to_owned(), value.parse().ok()?))
         })
         .collect()
 }

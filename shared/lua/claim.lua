@@ -7,22 +7,24 @@
 -- it and lost the reply), resume (a parent whose children are done),
 -- park (a parent still waiting), busy (someone else holds a live lease),
 -- drop (terminal, deleted, stale or just failed: acknowledge the entry).
+-- The operation is read once; a new attempt is written in one HSET.
 local id = ARGV[5]
 local k = KEYS[1]
 local f = redis.call('HMGET', k, 'status', 'gen', 'attempt', 'max_attempts', 'lease_until',
-  'waiting', 'deadline', 'parent', 'resume_pending', 'worker', 'entry', 'resumed', 'started_at')
+  'waiting', 'deadline', 'parent', 'resume_pending', 'worker', 'entry', 'resumed', 'started_at',
+  'seq', 'owner', 'kind', 'input', 'opts', 'timeout_ms', 'state', 'request_id', 'policy')
 local st = f[1]
+local attempt = tonumber(f[3]) or 0
+if f[15] then OWNERS[id] = f[15] end
 local function reply(word)
   if word ~= 'run' and word ~= 'resume' then
     return outcome(word, '', '', '', '', '', '', '', '', '', '', '')
   end
-  local d = redis.call('HMGET', k, 'attempt', 'kind', 'input', 'opts', 'timeout_ms', 'deadline',
-    'state', 'max_attempts', 'request_id', 'policy')
-  for i = 1, 10 do d[i] = d[i] or '' end
   local left = -1
-  local deadline = tonumber(d[6]) or 0
+  local deadline = tonumber(f[7]) or 0
   if deadline > 0 then left = math.max(0, deadline - NOW_MS) end
-  return outcome(word, d[1], d[2], d[3], d[4], d[5], d[6], d[7], d[8], d[9], d[10], int(left))
+  return outcome(word, int(attempt), f[16] or '', f[17] or '', f[18] or '', f[19] or '', f[7] or '',
+    f[20] or '', f[4] or '', f[21] or '', f[22] or '', int(left))
 end
 if not st or TERMINAL[st] or f[2] ~= ARGV[6] then return reply('drop') end
 local deadline = tonumber(f[7]) or 0
@@ -32,7 +34,7 @@ if deadline > 0 and NOW_MS >= deadline then
   return reply('drop')
 end
 local lease_until = int(NOW_MS + tonumber(ARGV[8]))
-local attempt = tonumber(f[3]) or 0
+local seq = tonumber(f[14]) or 0
 if st == 'running' then
   if f[6] == '1' then
     redis.call('HSET', k, 'entry', ARGV[9])
@@ -59,12 +61,15 @@ if st == 'running' then
     finish(id, 'failed', 'error', err, '{"error":' .. err .. '}', false)
     return reply('drop')
   end
-  emit(id, 'retrying', '{"attempt":' .. int(attempt) .. ',"reason":"lease_expired","error":' .. err .. '}')
+  seq = seq + 1
+  emit(id, 'retrying', '{"attempt":' .. int(attempt) .. ',"reason":"lease_expired","error":' .. err .. '}', seq)
   count_move(f[8], 'running', 'queued')
 end
 attempt = attempt + 1
+seq = seq + 1
 redis.call('HSET', k, 'status', 'running', 'attempt', attempt, 'lease_until', lease_until,
-  'worker', ARGV[7], 'entry', ARGV[9], 'pct', 0, 'resumed', '0', 'started_at', f[13] or NOW_ISO)
+  'worker', ARGV[7], 'entry', ARGV[9], 'pct', 0, 'resumed', '0', 'started_at', f[13] or NOW_ISO,
+  'seq', seq, 'updated_at', NOW_ISO)
 count_move(f[8], 'queued', 'running')
-emit(id, 'started', cjson.encode({ attempt = attempt, worker = ARGV[7] }))
+emit(id, 'started', cjson.encode({ attempt = attempt, worker = ARGV[7] }), seq)
 return reply('run')

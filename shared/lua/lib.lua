@@ -59,12 +59,16 @@ local function owner_of(id)
 end
 
 -- Appends an event to the operation's log, bumps its seq and publishes the
--- WebSocket frame on the operation's and the owner's channels.
-local function emit(id, etype, data)
-  local op = k_op(id)
-  local seq = redis.call('HINCRBY', op, 'seq', 1)
+-- WebSocket frame on the operation's and the owner's channels. With `seq`
+-- given, the caller read the operation's seq and writes this one (and
+-- `updated_at`) in its own HSET of the operation: two writes fewer.
+local function emit(id, etype, data, seq)
+  if not seq then
+    local op = k_op(id)
+    seq = redis.call('HINCRBY', op, 'seq', 1)
+    redis.call('HSET', op, 'updated_at', NOW_ISO)
+  end
   redis.call('XADD', k_ev(id), int(seq) .. '-0', 't', etype, 'at', NOW_ISO, 'd', data)
-  redis.call('HSET', op, 'updated_at', NOW_ISO)
   local frame = '{"type":"event","operation_id":"' .. id .. '","seq":' .. int(seq) ..
       ',"event":"' .. etype .. '","at":"' .. NOW_ISO .. '","data":' .. data .. '}'
   redis.call('PUBLISH', k_ch(id), frame)
@@ -87,28 +91,42 @@ local function expire_node(id, has_children)
   if has_children then redis.call('PEXPIRE', k_kids(id), RETENTION) end
 end
 
--- Sets a terminal status with its event; no parent accounting. Returns the
--- parent's id ('' for a root) and whether the operation has children.
-local function mark_terminal(id, status, field, value, data)
+-- The fields of an operation a terminal transition needs, read at once.
+local NODE_FIELDS = { 'status', 'waiting', 'entry', 'parent', 'idem', 'owner', 'c_total', 'seq' }
+
+local function read_node(id)
+  local f = redis.call('HMGET', k_op(id), unpack(NODE_FIELDS))
+  return { status = f[1], waiting = f[2], entry = f[3], parent = f[4], idem = f[5], owner = f[6],
+    c_total = f[7], seq = tonumber(f[8]) or 0 }
+end
+
+-- Sets a terminal status with its event; no parent accounting. `node` is
+-- the operation as read_node reads it (its `extra` fields, if any, are
+-- written in the same HSET). Returns the parent's id ('' for a root) and
+-- whether the operation has children.
+local function mark_terminal(id, status, field, value, data, node)
   local k = k_op(id)
-  local f = redis.call('HMGET', k, 'waiting', 'entry', 'parent', 'idem', 'owner', 'c_total')
-  if f[1] == '1' and f[2] and f[2] ~= '' then table.insert(ACKS, f[2]) end
-  if f[5] then OWNERS[id] = f[5] end
+  if node.waiting == '1' and node.entry and node.entry ~= '' then table.insert(ACKS, node.entry) end
+  if node.owner then OWNERS[id] = node.owner end
+  local seq = node.seq + 1
+  local fields = { 'status', status, 'finished_at', NOW_ISO, 'waiting', '0', 'resume_pending', '0',
+    'seq', seq, 'updated_at', NOW_ISO }
   if field then
-    redis.call('HSET', k, field, value, 'status', status, 'finished_at', NOW_ISO, 'waiting', '0', 'resume_pending', '0')
-  else
-    redis.call('HSET', k, 'status', status, 'finished_at', NOW_ISO, 'waiting', '0', 'resume_pending', '0')
+    table.insert(fields, field)
+    table.insert(fields, value)
   end
-  emit(id, status, data)
-  local has_children = (tonumber(f[6]) or 0) > 0
+  for _, v in ipairs(node.extra or {}) do table.insert(fields, v) end
+  redis.call('HSET', k, unpack(fields))
+  emit(id, status, data, seq)
+  local has_children = (tonumber(node.c_total) or 0) > 0
   expire_node(id, has_children)
-  local parent = f[3] or ''
+  local parent = node.parent or ''
   if parent ~= '' then
     table.insert(EXPIRE_KEYS, P .. ':{' .. id .. '}:root')
   else
-    if f[4] and f[4] ~= '' then table.insert(EXPIRE_KEYS, f[4]) end
+    if node.idem and node.idem ~= '' then table.insert(EXPIRE_KEYS, node.idem) end
     table.insert(FINISHED_ROOTS, id)
-    table.insert(FINISHED_ROOTS, f[5] or '')
+    table.insert(FINISHED_ROOTS, node.owner or '')
   end
   return parent, has_children
 end
@@ -117,9 +135,10 @@ end
 local function cancel_descendants(id, data)
   local kids = redis.call('LRANGE', k_kids(id), 0, -1)
   for _, kid in ipairs(kids) do
-    local st = redis.call('HGET', k_op(kid), 'status')
+    local node = read_node(kid)
+    local st = node.status
     if st and not TERMINAL[st] then
-      local _, has_children = mark_terminal(kid, 'cancelled', nil, nil, data)
+      local _, has_children = mark_terminal(kid, 'cancelled', nil, nil, data, node)
       count_move(id, st, 'cancelled')
       if st == 'running' then table.insert(SIGNALS, kid) end
       if has_children then cancel_descendants(kid, data) end
@@ -132,23 +151,38 @@ local child_done
 -- The terminal transition: status, event, retention, descendants cancelled,
 -- and the parent's counts (which may finish the parent in turn).
 -- `signal`: the operation may be running a handler that must be told.
-local function finish(id, status, field, value, data, signal)
-  local k = k_op(id)
-  local prev = redis.call('HGET', k, 'status')
+-- `node`: the operation as read_node reads it, when the caller has it.
+local function finish(id, status, field, value, data, signal, node)
+  node = node or read_node(id)
+  local prev = node.status
   if not prev or TERMINAL[prev] then return end
-  local parent, has_children = mark_terminal(id, status, field, value, data)
+  local parent, has_children = mark_terminal(id, status, field, value, data, node)
   if signal and prev == 'running' then table.insert(SIGNALS, id) end
   if has_children then
     cancel_descendants(id, cjson.encode({ reason = 'parent_' .. status, parent_id = id }))
   end
-  if parent ~= '' then child_done(parent, id, prev, status) end
+  if parent ~= '' then
+    local result = nil
+    if field == 'result' then result = value end
+    child_done(parent, id, prev, status, result)
+  end
 end
 
-local function child_counts(pk)
-  local c = redis.call('HMGET', pk, 'c_total', 'c_queued', 'c_running', 'c_succeeded', 'c_failed', 'c_cancelled')
+-- The fields of a parent that its children's ends need, read at once.
+local PARENT_FIELDS = { 'status', 'waiting', 'policy', 'resume', 'pct', 'child_progress_at',
+  'totals', 'seq', 'owner', 'c_total', 'c_queued', 'c_running', 'c_succeeded', 'c_failed',
+  'c_cancelled' }
+
+local function read_parent(id)
+  local f = redis.call('HMGET', k_op(id), unpack(PARENT_FIELDS))
+  if f[9] then OWNERS[id] = f[9] end
   return {
-    total = tonumber(c[1]) or 0, queued = tonumber(c[2]) or 0, running = tonumber(c[3]) or 0,
-    succeeded = tonumber(c[4]) or 0, failed = tonumber(c[5]) or 0, cancelled = tonumber(c[6]) or 0,
+    status = f[1], waiting = f[2], policy = f[3], resume = f[4], pct = tonumber(f[5]) or 0,
+    child_progress_at = tonumber(f[6]) or 0, totals = f[7], seq = tonumber(f[8]) or 0,
+    counts = {
+      total = tonumber(f[10]) or 0, queued = tonumber(f[11]) or 0, running = tonumber(f[12]) or 0,
+      succeeded = tonumber(f[13]) or 0, failed = tonumber(f[14]) or 0, cancelled = tonumber(f[15]) or 0,
+    },
   }
 end
 
@@ -159,21 +193,21 @@ end
 
 -- Decides what a waiting parent does once none of its children is queued or
 -- running: fail (policy), finish with the counts, or resume its handler.
+-- `pr`: the parent as read_parent read it, when the caller has it.
 -- Returns 'waiting', 'finished' or 'resume'.
-local function settle_parent(id)
-  local pk = k_op(id)
-  local f = redis.call('HMGET', pk, 'status', 'waiting', 'policy', 'resume')
-  if not f[1] or TERMINAL[f[1]] then return 'finished' end
-  if f[2] ~= '1' then return 'waiting' end
-  local c = child_counts(pk)
+local function settle_parent(id, pr)
+  pr = pr or read_parent(id)
+  if not pr.status or TERMINAL[pr.status] then return 'finished' end
+  if pr.waiting ~= '1' then return 'waiting' end
+  local c = pr.counts
   if c.queued + c.running > 0 then return 'waiting' end
-  if c.failed + c.cancelled > 0 and f[3] ~= 'ignore_failures' then
+  if c.failed + c.cancelled > 0 and pr.policy ~= 'ignore_failures' then
     local err = children_failed_error(c)
     finish(id, 'failed', 'error', err, '{"error":' .. err .. '}', false)
     return 'finished'
   end
-  if f[4] == '1' then
-    redis.call('HSET', pk, 'waiting', '0', 'resume_pending', '1', 'lease_until', '0')
+  if pr.resume == '1' then
+    redis.call('HSET', k_op(id), 'waiting', '0', 'resume_pending', '1', 'lease_until', '0')
     table.insert(READY_PARENTS, id)
     return 'resume'
   end
@@ -182,14 +216,16 @@ local function settle_parent(id)
   return 'finished'
 end
 
--- Adds the numeric `totals` of a succeeded child's result into the
--- parent's running totals (partial results of a split job). Returns the
--- totals table, or nil when the parent keeps none.
-local function add_child_totals(pk, child)
-  local raw = redis.call('HGET', pk, 'totals')
-  local totals = nil
-  if raw and raw ~= '' then totals = cjson.decode(raw) end
-  local result = redis.call('HGET', k_op(child), 'result')
+local function decode_totals(raw)
+  if raw and raw ~= '' then return cjson.decode(raw) end
+  return nil
+end
+
+-- Adds the numeric `totals` of a succeeded child's `result` into the
+-- parent's running totals `raw` (partial results of a split job). Returns
+-- the totals table, or nil when the parent keeps none.
+local function add_child_totals(pk, raw, result)
+  local totals = decode_totals(raw)
   if result and string.find(result, '"totals"', 1, true) then
     local ok, decoded = pcall(cjson.decode, result)
     if ok and type(decoded) == 'table' and type(decoded.totals) == 'table' then
@@ -210,47 +246,52 @@ end
 -- (so a parent of many fast children is not flooded with events).
 local CHILD_PROGRESS_INTERVAL_MS = 50
 
--- Accounts for a child that left status `prev` for `status` (terminal).
-child_done = function(parent, child, prev, status)
+-- Accounts for a child that left status `prev` for `status` (terminal);
+-- `result` is the child's result when it succeeded.
+child_done = function(parent, child, prev, status, result)
   local pk = k_op(parent)
   count_move(parent, prev, status)
-  local f = redis.call('HMGET', pk, 'status', 'policy', 'pct', 'child_progress_at')
-  if not f[1] or TERMINAL[f[1]] then return end
-  if status ~= 'succeeded' and f[2] == 'fail_fast' then
+  local pr = read_parent(parent)
+  if not pr.status or TERMINAL[pr.status] then return end
+  if status ~= 'succeeded' and pr.policy == 'fail_fast' then
     local err = json_error('child_failed', 'child ' .. child .. ' ' .. status, false)
     finish(parent, 'failed', 'error', err, '{"error":' .. err .. '}', true)
     return
   end
   local totals = nil
-  if status == 'succeeded' then totals = add_child_totals(pk, child) end
-  local c = child_counts(pk)
+  if status == 'succeeded' then totals = add_child_totals(pk, pr.totals, result) end
+  local c = pr.counts
   local done = c.succeeded + c.failed + c.cancelled
   local pct = 0
   if c.total > 0 then pct = math.floor(done * 100 / c.total) end
-  local stale = NOW_MS - (tonumber(f[4]) or 0) >= CHILD_PROGRESS_INTERVAL_MS
-  if pct > (tonumber(f[3]) or 0) or status ~= 'succeeded' or stale or done == c.total then
+  local stale = NOW_MS - pr.child_progress_at >= CHILD_PROGRESS_INTERVAL_MS
+  if pct > pr.pct or status ~= 'succeeded' or stale or done == c.total then
     local data = { children = c }
-    if totals == nil then
-      local raw = redis.call('HGET', pk, 'totals')
-      if raw and raw ~= '' then totals = cjson.decode(raw) end
-    end
+    if totals == nil then totals = decode_totals(pr.totals) end
     if totals ~= nil then data.totals = totals end
+    local percent = math.max(pct, pr.pct)
     local progress = cjson.encode({
-      percent = math.max(pct, tonumber(f[3]) or 0),
+      percent = percent,
       message = int(done) .. '/' .. int(c.total) .. ' children done',
       data = data,
     })
-    redis.call('HSET', pk, 'progress', progress, 'pct', math.max(pct, tonumber(f[3]) or 0),
-      'child_progress_at', int(NOW_MS))
-    emit(parent, 'progress', progress)
+    pr.seq = pr.seq + 1
+    redis.call('HSET', pk, 'progress', progress, 'pct', percent, 'child_progress_at', int(NOW_MS),
+      'seq', pr.seq, 'updated_at', NOW_ISO)
+    emit(parent, 'progress', progress, pr.seq)
   end
-  settle_parent(parent)
+  settle_parent(parent, pr)
+end
+
+-- Whether fields status, attempt, waiting, lease_until (in this order, as
+-- read) show the caller's current, live claim for `attempt`.
+local function claim_live(f, attempt)
+  return f[1] == 'running' and f[2] == attempt and f[3] ~= '1' and (tonumber(f[4]) or 0) >= NOW_MS
 end
 
 -- True when the caller holds the current, live claim on the operation.
 local function holds_claim(k, attempt)
-  local f = redis.call('HMGET', k, 'status', 'attempt', 'waiting', 'lease_until')
-  return f[1] == 'running' and f[2] == attempt and f[3] ~= '1' and (tonumber(f[4]) or 0) >= NOW_MS
+  return claim_live(redis.call('HMGET', k, 'status', 'attempt', 'waiting', 'lease_until'), attempt)
 end
 
 -- What every transition returns after its own status word: the ids to

@@ -63,11 +63,16 @@ pub async fn run(target: Target, setup: &Setup, args: &Args) -> Result<Report> {
 
     let ids = enqueue(&api, &token, args.jobs).await?;
     let before_calls = redis_probe::command_calls(&mut probe).await?;
+    let before_usec = redis_probe::command_usec(&mut probe).await?;
     let before_cpu = platform.stats();
     let (drained, _) = drain(&mut platform, args, &ids, None).await?;
     let calls = redis_probe::calls_between(
         &before_calls,
         &redis_probe::command_calls(&mut probe).await?,
+    );
+    let usec = redis_probe::calls_between(
+        &before_usec,
+        &redis_probe::command_usec(&mut probe).await?,
     );
     let cpu = cpu_between(&before_cpu, &platform.stats());
     platform.ensure_running()?;
@@ -106,6 +111,7 @@ pub async fn run(target: Target, setup: &Setup, args: &Args) -> Result<Report> {
     report.set("jobs_per_s", jobs_per_s);
     report.set("redis_commands_per_job", commands_per_job);
     report.set("redis_commands", &calls);
+    report.set("redis_usec", &usec);
     report.set("monitor_sample", &monitored);
     report.set("cpu_s", &cpu);
     report.row(

@@ -57,9 +57,15 @@ impl Handler for DemoSleep {
         for step in 1..=steps {
             let due = start
                 + Duration::from_millis(input.duration_ms * u64::from(step) / u64::from(steps));
-            tokio::select! {
-                _ = tokio::time::sleep_until(due) => {}
-                _ = ctx.cancelled() => return Err(JobError::permanent("cancelled", "stopped on request")),
+            // A step already due (`duration_ms: 0`) does not wait for the
+            // timer wheel's next tick (up to a millisecond per job).
+            if due > tokio::time::Instant::now() {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(due) => {}
+                    _ = ctx.cancelled() => return Err(cancelled()),
+                }
+            } else if ctx.is_cancelled() {
+                return Err(cancelled());
             }
             ctx.progress(
                 f64::from(step) * 100.0 / f64::from(steps),
@@ -69,4 +75,8 @@ impl Handler for DemoSleep {
         }
         Ok(Outcome::Done(json!({ "slept_ms": input.duration_ms })))
     }
+}
+
+fn cancelled() -> JobError {
+    JobError::permanent("cancelled", "stopped on request")
 }
