@@ -42,6 +42,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 
+use crate::completer::Completer;
 use crate::context::JobContext;
 use crate::handler::{JobError, Outcome, Registry};
 
@@ -77,6 +78,8 @@ struct Jobs {
 /// The state every task of one worker process shares.
 pub struct Engine {
     store: Store,
+    /// Records the results of jobs that finish together in one call.
+    completer: Completer,
     registry: Arc<Registry>,
     config: WorkerConfig,
     consumer: String,
@@ -114,6 +117,7 @@ impl Engine {
         let consumer = config.worker_id.clone().unwrap_or_else(default_worker_id);
         Arc::new(Engine {
             slots: Arc::new(Semaphore::new(config.concurrency)),
+            completer: Completer::start(store.clone()),
             store,
             registry: Arc::new(registry),
             consumer,
@@ -452,13 +456,16 @@ impl Engine {
         let job = ctx.job();
         match result {
             Ok(Outcome::Done(value)) => {
-                let pending = ctx.take_pending();
-                let final_progress = pending
-                    .as_ref()
-                    .map(|report| (report.percent, report.message.as_deref(), &report.data));
+                let final_progress = ctx
+                    .take_pending()
+                    .map(|report| (report.percent, report.message, report.data));
                 let completed = self
                     .outlast_redis_outage("recording the result", Some(ctx), || {
-                        self.store.complete(job, &value, final_progress)
+                        self.completer.complete((
+                            job.clone(),
+                            value.clone(),
+                            final_progress.clone(),
+                        ))
                     })
                     .await;
                 match completed {

@@ -12,6 +12,7 @@
 //! [`engine`] for the tasks each one runs, [`handler`] for the trait a kind
 //! implements and [`kinds`] for the built-in kinds.
 
+mod completer;
 pub mod context;
 pub mod engine;
 pub mod handler;

@@ -70,10 +70,8 @@ pub async fn run(target: Target, setup: &Setup, args: &Args) -> Result<Report> {
         &before_calls,
         &redis_probe::command_calls(&mut probe).await?,
     );
-    let usec = redis_probe::calls_between(
-        &before_usec,
-        &redis_probe::command_usec(&mut probe).await?,
-    );
+    let usec =
+        redis_probe::calls_between(&before_usec, &redis_probe::command_usec(&mut probe).await?);
     let cpu = cpu_between(&before_cpu, &platform.stats());
     platform.ensure_running()?;
 

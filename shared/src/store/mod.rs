@@ -31,7 +31,7 @@ use crate::model::{Event, EventType, Operation, Status, StoredOperation};
 pub use connection::{Dedicated, RedisConn, Topology};
 pub use scripts::Outcome;
 
-#[derive(Debug, Error)]
+#[derive(Debug, Clone, Error)]
 pub enum StoreError {
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
@@ -55,6 +55,22 @@ impl StoreError {
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+/// One operation's reply of a batch script: its transition's reply, or
+/// the error it raised (`{'error', message}`).
+fn batch_item(reply: Value) -> StoreResult<Value> {
+    if let Value::Array(items) = &reply
+        && items.len() == 2
+        && matches!(&items[0], Value::BulkString(word) if word == b"error")
+    {
+        let message = match &items[1] {
+            Value::BulkString(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+            other => format!("{other:?}"),
+        };
+        return Err(StoreError::data(format!("transition failed: {message}")));
+    }
+    Ok(reply)
+}
 
 /// The current time as RFC 3339 with microseconds, the format of every timestamp.
 pub fn now_iso() -> String {
@@ -226,6 +242,59 @@ impl Store {
             invocation.arg(arg);
         }
         Ok(invocation.invoke_async(&mut self.conn()).await?)
+    }
+
+    /// Runs one transition for many operations, each `(key, root, its own
+    /// arguments)`, and gives each its result. On one server that is a
+    /// single call of the transition's batch script, so the script's fixed
+    /// cost is paid once; on a cluster, whose operations live in different
+    /// slots, one call each, all in one round trip.
+    pub(crate) async fn run_batch(
+        &self,
+        single: &Script,
+        batch: &Script,
+        items: &[(String, String, Vec<String>)],
+    ) -> StoreResult<Vec<StoreResult<Value>>> {
+        if self.is_cluster() || items.len() < 2 {
+            let calls: Vec<_> = items
+                .iter()
+                .map(|(key, root, own)| {
+                    let mut args = self.base_args(root);
+                    args.extend(own.iter().cloned());
+                    (single, key.clone(), args)
+                })
+                .collect();
+            return self.run_many(&calls).await;
+        }
+        let per = items[0].2.len();
+        let mut args = self.base_args(&items[0].1);
+        args.push(per.to_string());
+        for (_, root, own) in items {
+            debug_assert_eq!(
+                own.len(),
+                per,
+                "every operation of a batch has as many arguments"
+            );
+            args.push(root.clone());
+            args.extend(own.iter().cloned());
+        }
+        let mut invocation = batch.prepare_invoke();
+        for (key, _, _) in items {
+            invocation.key(key);
+        }
+        for arg in &args {
+            invocation.arg(arg);
+        }
+        let reply: Value = invocation.invoke_async(&mut self.conn()).await?;
+        let Value::Array(replies) = reply else {
+            return Err(StoreError::data("a batch script answered no array"));
+        };
+        if replies.len() != items.len() {
+            return Err(StoreError::data(
+                "a batch script answered a reply per operation too few or many",
+            ));
+        }
+        Ok(replies.into_iter().map(batch_item).collect())
     }
 
     /// Runs many script calls in one round trip; each gets its own result.

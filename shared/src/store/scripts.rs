@@ -16,6 +16,16 @@ fn with_lib(body: &str) -> Script {
     Script::new(&format!("{LIB}\n{body}"))
 }
 
+const BATCH: &str = include_str!("../../lua/batch.lua");
+
+/// A transition run for many operations of one slot in one call: the body
+/// becomes the function `one`, which `batch.lua` calls per operation.
+fn batched(body: &str) -> Script {
+    Script::new(&format!(
+        "{LIB}\nlocal function one()\n{body}\nend\n{BATCH}"
+    ))
+}
+
 macro_rules! transition {
     ($name:ident, $file:literal) => {
         pub static $name: LazyLock<Script> =
@@ -36,6 +46,13 @@ transition!(CANCEL, "cancel.lua");
 transition!(DELETE, "delete.lua");
 transition!(EXPIRE, "expire.lua");
 
+/// `claim.lua` for a batch of queue entries (see `batch.lua`).
+pub static CLAIM_BATCH: LazyLock<Script> =
+    LazyLock::new(|| batched(include_str!("../../lua/claim.lua")));
+/// `complete.lua` for a batch of finished jobs (see `batch.lua`).
+pub static COMPLETE_BATCH: LazyLock<Script> =
+    LazyLock::new(|| batched(include_str!("../../lua/complete.lua")));
+
 /// The scheduler's tick: moves due retries to the ready stream and lists
 /// due deadlines and index expiries; not a transition (no lib).
 pub static PROMOTE: LazyLock<Script> =
@@ -52,10 +69,12 @@ pub static SHARDS: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../../lua/shards.lua")));
 
 /// Every script, for loading them all at once.
-pub fn all() -> [&'static Script; 15] {
+pub fn all() -> [&'static Script; 17] {
     [
         &CREATE,
         &CLAIM,
+        &CLAIM_BATCH,
+        &COMPLETE_BATCH,
         &HEARTBEAT,
         &PROGRESS,
         &COMPLETE,

@@ -364,25 +364,25 @@ impl Store {
         worker: &str,
         lease_ms: u64,
     ) -> StoreResult<Vec<StoreResult<(Claim, Outcome)>>> {
-        let calls: Vec<_> = entries
+        let items: Vec<_> = entries
             .iter()
             .map(|entry| {
-                let mut args = self.base_args(&entry.root);
-                args.extend([
-                    entry.op_id.clone(),
-                    entry.generation.to_string(),
-                    worker.to_owned(),
-                    lease_ms.to_string(),
-                    entry.reference().to_string(),
-                ]);
                 (
-                    &*scripts::CLAIM,
                     self.keys().op(&entry.root, &entry.op_id),
-                    args,
+                    entry.root.clone(),
+                    vec![
+                        entry.op_id.clone(),
+                        entry.generation.to_string(),
+                        worker.to_owned(),
+                        lease_ms.to_string(),
+                        entry.reference().to_string(),
+                    ],
                 )
             })
             .collect();
-        let replies = self.run_many(&calls).await?;
+        let replies = self
+            .run_batch(&scripts::CLAIM, &scripts::CLAIM_BATCH, &items)
+            .await?;
         Ok(entries
             .iter()
             .zip(replies)
@@ -460,19 +460,7 @@ impl Store {
         final_progress: Option<(f64, Option<&str>, &Json)>,
     ) -> StoreResult<Outcome> {
         let mut args = self.base_args(&job.entry.root);
-        args.extend([
-            job.entry.op_id.clone(),
-            job.attempt.to_string(),
-            json(result),
-        ]);
-        match final_progress {
-            Some((percent, message, data)) => args.extend([
-                format_percent(percent),
-                json(&message.map_or(Json::Null, |m| Json::String(m.to_owned()))),
-                json(data),
-            ]),
-            None => args.extend([String::new(), "null".into(), "null".into()]),
-        }
+        args.extend(complete_args(job, result, final_progress));
         self.transition_only(
             &scripts::COMPLETE,
             &job.entry.root,
@@ -481,6 +469,34 @@ impl Store {
             0,
         )
         .await
+    }
+
+    /// Records many results at once (one script call on one server); each
+    /// gets its own outcome, as [`Store::complete`] gives it.
+    pub async fn complete_batch(
+        &self,
+        done: &[(ClaimedJob, Json, Option<(f64, Option<String>, Json)>)],
+    ) -> StoreResult<Vec<StoreResult<Outcome>>> {
+        let items: Vec<_> = done
+            .iter()
+            .map(|(job, result, progress)| {
+                let progress = progress
+                    .as_ref()
+                    .map(|(percent, message, data)| (*percent, message.as_deref(), data));
+                (
+                    self.keys().op(&job.entry.root, &job.entry.op_id),
+                    job.entry.root.clone(),
+                    complete_args(job, result, progress),
+                )
+            })
+            .collect();
+        let replies = self
+            .run_batch(&scripts::COMPLETE, &scripts::COMPLETE_BATCH, &items)
+            .await?;
+        Ok(replies
+            .into_iter()
+            .map(|reply| Outcome::parse(reply?, 0))
+            .collect())
     }
 
     /// The attempt failed; a retryable error with attempts left is requeued
@@ -747,4 +763,26 @@ mod tests {
         assert_eq!(format_percent(-3.0), "0");
         assert_eq!(format_percent(100.0 / 3.0), "33.333");
     }
+}
+
+/// `complete.lua`'s own arguments (after the common four).
+fn complete_args(
+    job: &ClaimedJob,
+    result: &Json,
+    final_progress: Option<(f64, Option<&str>, &Json)>,
+) -> Vec<String> {
+    let mut args = vec![
+        job.entry.op_id.clone(),
+        job.attempt.to_string(),
+        json(result),
+    ];
+    match final_progress {
+        Some((percent, message, data)) => args.extend([
+            format_percent(percent),
+            json(&message.map_or(Json::Null, |m| Json::String(m.to_owned()))),
+            json(data),
+        ]),
+        None => args.extend([String::new(), "null".into(), "null".into()]),
+    }
+    args
 }
