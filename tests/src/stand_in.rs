@@ -129,6 +129,18 @@ impl StandIn {
     }
 }
 
+/// Reads up to 1,000 new entries of queue shard 0 for the stand-in's
+/// consumer (waiting at most 200 ms for the first).
+pub async fn read_new(store: &Store) -> Vec<QueueEntry> {
+    store.ensure_group(0).await.expect("queue group");
+    let mut conn = store
+        .client()
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis connects");
+    read(store, &mut conn, ">").await
+}
+
 async fn read(
     store: &Store,
     conn: &mut redis::aio::MultiplexedConnection,

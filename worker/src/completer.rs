@@ -9,16 +9,15 @@
 
 use longrun_shared::Store;
 use longrun_shared::store::Outcome;
-use longrun_shared::store::transitions::ClaimedJob;
+use longrun_shared::store::transitions::Completion;
 use longrun_shared::store::{StoreError, StoreResult};
-use serde_json::Value as Json;
 use tokio::sync::{mpsc, oneshot};
 
 /// Results recorded per call, at most.
 const MAX_BATCH: usize = 256;
 
 /// A job's result and its last progress report not written yet.
-pub(crate) type Done = (ClaimedJob, Json, Option<(f64, Option<String>, Json)>);
+pub(crate) type Done = Completion;
 
 struct Request {
     done: Done,

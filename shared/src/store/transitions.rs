@@ -475,7 +475,7 @@ impl Store {
     /// gets its own outcome, as [`Store::complete`] gives it.
     pub async fn complete_batch(
         &self,
-        done: &[(ClaimedJob, Json, Option<(f64, Option<String>, Json)>)],
+        done: &[Completion],
     ) -> StoreResult<Vec<StoreResult<Outcome>>> {
         let items: Vec<_> = done
             .iter()
@@ -742,28 +742,9 @@ fn format_percent(percent: f64) -> String {
     rounded.to_string()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ids_are_canonical_uuids() {
-        let id = new_id();
-        assert!(is_valid_id(&id));
-        assert!(!is_valid_id(&id.to_uppercase()));
-        assert!(!is_valid_id("lr:{x}:op"));
-        assert!(!is_valid_id(""));
-    }
-
-    #[test]
-    fn percent_is_clamped_and_finite() {
-        assert_eq!(format_percent(42.5), "42.5");
-        assert_eq!(format_percent(f64::NAN), "0");
-        assert_eq!(format_percent(250.0), "100");
-        assert_eq!(format_percent(-3.0), "0");
-        assert_eq!(format_percent(100.0 / 3.0), "33.333");
-    }
-}
+/// A finished job for [`Store::complete_batch`]: the job, its result and
+/// its last progress report not written yet (percent, message, data).
+pub type Completion = (ClaimedJob, Json, Option<(f64, Option<String>, Json)>);
 
 /// `complete.lua`'s own arguments (after the common four).
 fn complete_args(
@@ -785,4 +766,27 @@ fn complete_args(
         None => args.extend([String::new(), "null".into(), "null".into()]),
     }
     args
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_canonical_uuids() {
+        let id = new_id();
+        assert!(is_valid_id(&id));
+        assert!(!is_valid_id(&id.to_uppercase()));
+        assert!(!is_valid_id("lr:{x}:op"));
+        assert!(!is_valid_id(""));
+    }
+
+    #[test]
+    fn percent_is_clamped_and_finite() {
+        assert_eq!(format_percent(42.5), "42.5");
+        assert_eq!(format_percent(f64::NAN), "0");
+        assert_eq!(format_percent(250.0), "100");
+        assert_eq!(format_percent(-3.0), "0");
+        assert_eq!(format_percent(100.0 / 3.0), "33.333");
+    }
 }

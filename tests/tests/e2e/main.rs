@@ -20,6 +20,7 @@ mod realtime_auth;
 mod realtime_delivery;
 mod realtime_metrics;
 mod realtime_resilience;
+mod transition_batches;
 mod worker;
 mod worker_processes;
 
