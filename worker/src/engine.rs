@@ -302,7 +302,7 @@ impl Engine {
                     },
                 };
                 match slot {
-                    Some(_slot) => engine.execute(&ctx, resume).await,
+                    Some(slot) => engine.execute(&ctx, resume, slot).await,
                     None => engine.hand_back_job(&ctx).await,
                 }
                 engine.forget(&ctx);
@@ -327,7 +327,9 @@ impl Engine {
     }
 
     /// Runs one attempt (or a parent's continuation) to its outcome.
-    async fn execute(self: &Arc<Self>, ctx: &JobContext, resume: bool) {
+    /// The slot is given back as soon as the handler is done, so the next
+    /// job starts while this one's outcome is on its way to Redis.
+    async fn execute(self: &Arc<Self>, ctx: &JobContext, resume: bool, slot: OwnedSemaphorePermit) {
         let job = ctx.job().clone();
         let started = Instant::now();
         if self.hand_back.is_cancelled() {
@@ -365,6 +367,7 @@ impl Engine {
         let (limit, limit_reason) = self.time_limit(ctx);
         let stopped = tokio::select! {
             joined = &mut task => {
+                drop(slot);
                 flusher.stop().await;
                 // A handler that stopped because it was told to is settled
                 // by why it was told, not by what it returned.
@@ -392,6 +395,7 @@ impl Engine {
             task.abort();
             warn!(reason = %stopped, "handler did not stop within its grace period; aborted");
         }
+        drop(slot);
         flusher.stop().await;
         record(&job.kind, started, &stopped);
         self.after_stop(ctx, &stopped, aborted).await;

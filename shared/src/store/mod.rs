@@ -56,6 +56,11 @@ impl StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// Operations per batch script call, at most: about a millisecond of
+/// Redis time for claims or results of no-op jobs, so a batch never keeps
+/// other clients (an api's start, a gateway's read) waiting long.
+pub const BATCH_LIMIT: usize = 16;
+
 /// One operation's reply of a batch script: its transition's reply, or
 /// the error it raised (`{'error', message}`).
 fn batch_item(reply: Value) -> StoreResult<Value> {
@@ -245,10 +250,11 @@ impl Store {
     }
 
     /// Runs one transition for many operations, each `(key, root, its own
-    /// arguments)`, and gives each its result. On one server that is a
-    /// single call of the transition's batch script, so the script's fixed
-    /// cost is paid once; on a cluster, whose operations live in different
-    /// slots, one call each, all in one round trip.
+    /// arguments)`, and gives each its result, in one round trip. On one
+    /// server the operations go through the transition's batch script,
+    /// [`BATCH_LIMIT`] per call, so the script's fixed cost is paid once per
+    /// call while no call holds Redis (single-threaded) for long; on a
+    /// cluster, whose operations live in different slots, one call each.
     pub(crate) async fn run_batch(
         &self,
         single: &Script,
@@ -266,35 +272,50 @@ impl Store {
                 .collect();
             return self.run_many(&calls).await;
         }
-        let per = items[0].2.len();
-        let mut args = self.base_args(&items[0].1);
-        args.push(per.to_string());
-        for (_, root, own) in items {
-            debug_assert_eq!(
-                own.len(),
-                per,
-                "every operation of a batch has as many arguments"
-            );
-            args.push(root.clone());
-            args.extend(own.iter().cloned());
-        }
-        let mut invocation = batch.prepare_invoke();
-        for (key, _, _) in items {
-            invocation.key(key);
-        }
-        for arg in &args {
-            invocation.arg(arg);
-        }
-        let reply: Value = invocation.invoke_async(&mut self.conn()).await?;
-        let Value::Array(replies) = reply else {
-            return Err(StoreError::data("a batch script answered no array"));
+        let chunks: Vec<&[(String, String, Vec<String>)]> = items.chunks(BATCH_LIMIT).collect();
+        let build = || {
+            let mut pipe = redis::pipe();
+            for chunk in &chunks {
+                let per = chunk[0].2.len();
+                let command = pipe.cmd("EVALSHA").arg(batch.get_hash()).arg(chunk.len());
+                for (key, _, _) in *chunk {
+                    command.arg(key);
+                }
+                command.arg(self.base_args(&chunk[0].1)).arg(per);
+                for (_, root, own) in *chunk {
+                    debug_assert_eq!(
+                        own.len(),
+                        per,
+                        "operations of a batch have as many arguments"
+                    );
+                    command.arg(root).arg(own);
+                }
+            }
+            pipe
         };
-        if replies.len() != items.len() {
-            return Err(StoreError::data(
-                "a batch script answered a reply per operation too few or many",
-            ));
+        let mut conn = self.conn();
+        let mut replies: Vec<Value> = match build().query_async(&mut conn).await {
+            Err(err)
+                if err.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+            {
+                self.load_scripts().await?;
+                build().query_async(&mut conn).await?
+            }
+            other => other?,
+        };
+        let mut results = Vec::with_capacity(items.len());
+        for (chunk, reply) in chunks.iter().zip(replies.drain(..)) {
+            let Value::Array(each) = reply else {
+                return Err(StoreError::data("a batch script answered no array"));
+            };
+            if each.len() != chunk.len() {
+                return Err(StoreError::data(
+                    "a batch script answered a reply per operation too few or many",
+                ));
+            }
+            results.extend(each.into_iter().map(batch_item));
         }
-        Ok(replies.into_iter().map(batch_item).collect())
+        Ok(results)
     }
 
     /// Runs many script calls in one round trip; each gets its own result.
