@@ -41,6 +41,12 @@ pub struct Args {
     /// Pause between the last subscription and the first start.
     #[arg(long, default_value_t = 1_000)]
     pub settle_ms: u64,
+    /// Start the operations spread over one step interval (operation i
+    /// after i × interval ÷ operations) instead of all at once, so their
+    /// steps do not fall on the same instant: independent operations, as
+    /// different users' would be, rather than one burst per step.
+    #[arg(long)]
+    pub stagger: bool,
 }
 
 /// What one client saw.
@@ -87,9 +93,18 @@ pub async fn run(target: Target, setup: &Setup, args: &Args) -> Result<Report> {
     let input = json!({"duration_ms": args.duration_ms, "steps": args.steps});
     let mut ids = vec![String::new(); ops];
     let mut starts = tokio::task::JoinSet::new();
+    let interval = Duration::from_millis(args.duration_ms) / args.steps.max(1);
     for (index, _) in ids.iter().enumerate() {
         let (api, token, input) = (api.clone(), platform.token(&owner(index))?, input.clone());
-        starts.spawn(async move { (index, api.start(&token, "demo.sleep", &input).await) });
+        let offset = if args.stagger {
+            interval * index as u32 / ops as u32
+        } else {
+            Duration::ZERO
+        };
+        starts.spawn(async move {
+            tokio::time::sleep(offset).await;
+            (index, api.start(&token, "demo.sleep", &input).await)
+        });
     }
     let mut start_errors = 0;
     while let Some(joined) = starts.join_next().await {
@@ -125,6 +140,7 @@ pub async fn run(target: Target, setup: &Setup, args: &Args) -> Result<Report> {
     let mut report = Report::new("stream", target);
     report.set("clients", args.clients);
     report.set("operations", ops);
+    report.set("staggered", args.stagger);
     report.set("steps", args.steps);
     report.set("duration_ms", args.duration_ms);
     report.set(
