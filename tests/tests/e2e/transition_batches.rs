@@ -5,8 +5,10 @@
 
 use longrun_client::StartOptions;
 use longrun_shared::model::{EventType, Status};
+use longrun_shared::store::queue::QueueEntry;
 use longrun_shared::store::transitions::Claim;
 use longrun_tests::{Platform, stand_in};
+use redis::AsyncCommands;
 use serde_json::json;
 
 #[tokio::test]
@@ -33,6 +35,22 @@ async fn every_operation_of_a_batch_gets_its_own_outcome() {
     let mut entries = stand_in::read_new(&platform.store).await;
     let mut seen = std::collections::HashSet::new();
     entries.retain(|entry| seen.insert(entry.op_id.clone()));
+    // An entry whose operation key holds no hash: its claim raises a Redis
+    // error inside the batch, which must stay that entry's alone.
+    let broken = QueueEntry {
+        shard: 0,
+        entry_id: "0-1".into(),
+        op_id: "not-a-hash".into(),
+        root: "not-a-hash".into(),
+        generation: 1,
+    };
+    let _: () = platform
+        .store
+        .conn()
+        .set(platform.store.keys().op("not-a-hash", "not-a-hash"), "x")
+        .await
+        .expect("set");
+    entries.insert(1, broken);
     for id in &ids {
         assert!(
             entries.iter().any(|entry| &entry.op_id == id),
@@ -46,6 +64,11 @@ async fn every_operation_of_a_batch_gets_its_own_outcome() {
         .expect("the batch runs");
     let mut jobs = Vec::new();
     for (entry, claim) in entries.iter().zip(claims) {
+        if entry.op_id == "not-a-hash" {
+            let err = claim.expect_err("a claim on a string key fails");
+            assert!(err.to_string().contains("WRONGTYPE"), "{err}");
+            continue;
+        }
         let (claim, _) = claim.expect("each claim has its outcome");
         match claim {
             Claim::Run(job) => {
