@@ -81,6 +81,21 @@ fn as_owner(platform: &Platform, method: Method, path: &str, sub: &str) -> reqwe
         .bearer_auth(token(sub))
 }
 
+/// POSTs `body` to `path` as owner `hostile`, with `content_type` (none
+/// when `None`).
+async fn post_raw(
+    platform: &Platform,
+    path: &str,
+    content_type: Option<&str>,
+    body: impl Into<reqwest::Body>,
+) -> reqwest::Response {
+    let mut request = as_owner(platform, Method::POST, path, "hostile");
+    if let Some(media) = content_type {
+        request = request.header(CONTENT_TYPE, media);
+    }
+    request.body(body).send().await.expect("the api answers")
+}
+
 /// POSTs `body` (raw bytes, JSON content type) to start `kind`.
 async fn start_raw(
     platform: &Platform,
@@ -88,12 +103,7 @@ async fn start_raw(
     body: impl Into<reqwest::Body>,
 ) -> reqwest::Response {
     let path = format!("/v1/{}", kind.replacen('.', "/", 1));
-    as_owner(platform, Method::POST, &path, "hostile")
-        .header(CONTENT_TYPE, "application/json")
-        .body(body)
-        .send()
-        .await
-        .expect("the api answers")
+    post_raw(platform, &path, Some("application/json"), body).await
 }
 
 /// The field paths of a 422's `errors`.
@@ -738,12 +748,7 @@ async fn wrong_types_and_unknown_fields_of_every_kind_are_422_at_their_path() {
         "/v1/a%20b/c",
         &format!("/v1/{}/x", "m".repeat(65)),
     ] {
-        let response = as_owner(&platform, Method::POST, path, "hostile")
-            .header(CONTENT_TYPE, "application/json")
-            .body("{}")
-            .send()
-            .await
-            .expect("answers");
+        let response = post_raw(&platform, path, Some("application/json"), "{}").await;
         expect_problem(path, response, 404, "unknown_kind").await;
     }
     assert_only_sentinel(&platform, "hostile", &before).await;
@@ -766,12 +771,7 @@ async fn wrong_content_types_are_415_and_broken_json_is_400() {
         "application/",
         "*/*",
     ] {
-        let response = as_owner(&platform, Method::POST, "/v1/demo/sleep", "hostile")
-            .header(CONTENT_TYPE, media)
-            .body(r#"{"steps": 1}"#)
-            .send()
-            .await
-            .expect("answers");
+        let response = post_raw(&platform, "/v1/demo/sleep", Some(media), r#"{"steps": 1}"#).await;
         expect_problem(
             &format!("Content-Type `{media}`"),
             response,
@@ -780,11 +780,7 @@ async fn wrong_content_types_are_415_and_broken_json_is_400() {
         )
         .await;
     }
-    let response = as_owner(&platform, Method::POST, "/v1/demo/sleep", "hostile")
-        .body(r#"{"steps": 1}"#)
-        .send()
-        .await
-        .expect("answers");
+    let response = post_raw(&platform, "/v1/demo/sleep", None, r#"{"steps": 1}"#).await;
     expect_problem(
         "a body without Content-Type",
         response,
@@ -829,12 +825,13 @@ async fn wrong_content_types_are_415_and_broken_json_is_400() {
         "Application/JSON",
         "application/vnd.longrun+json",
     ] {
-        let response = as_owner(&platform, Method::POST, "/v1/demo/sleep", "hostile")
-            .header(CONTENT_TYPE, media)
-            .body(r#"{"steps": "many"}"#)
-            .send()
-            .await
-            .expect("answers");
+        let response = post_raw(
+            &platform,
+            "/v1/demo/sleep",
+            Some(media),
+            r#"{"steps": "many"}"#,
+        )
+        .await;
         expect_problem(media, response, 422, "invalid_input").await;
     }
     assert_only_sentinel(&platform, "hostile", &before).await;
@@ -1566,18 +1563,36 @@ async fn close_code(socket: &mut RawSocket) -> Option<u16> {
     }
 }
 
-#[tokio::test]
-async fn hostile_frames_get_error_frames_and_never_disturb_other_connections() {
-    let platform = Platform::start().await;
-    // A bystander follows a running operation from its first event.
+/// A bystander following a running operation of its own from its first
+/// event; its id and the bystander's connection.
+async fn bystander(platform: &Platform) -> (String, WsClient) {
     let op = started(
-        &platform,
+        platform,
         "bystander",
         json!({"duration_ms": 1500, "steps": 15}),
     )
     .await;
     let mut bystander = platform.ws("bystander").await;
     bystander.subscribe(&op, Some(0)).await;
+    (op, bystander)
+}
+
+/// The events of `op` until its terminal one, asserted to be seqs 1..n.
+async fn gap_free_events(client: &mut WsClient, op: &str) -> Vec<Value> {
+    let events = client.events_until_terminal(op).await;
+    let seqs: Vec<u64> = events.iter().filter_map(|e| e["seq"].as_u64()).collect();
+    assert_eq!(
+        seqs,
+        (1..=seqs.len() as u64).collect::<Vec<_>>(),
+        "gap-free"
+    );
+    events
+}
+
+#[tokio::test]
+async fn hostile_frames_get_error_frames_and_never_disturb_other_connections() {
+    let platform = Platform::start().await;
+    let (op, mut bystander) = bystander(&platform).await;
 
     let theirs = started(
         &platform,
@@ -1730,13 +1745,7 @@ async fn hostile_frames_get_error_frames_and_never_disturb_other_connections() {
     );
 
     // The bystander got every event of its operation, in order, untouched.
-    let events = bystander.events_until_terminal(&op).await;
-    let seqs: Vec<u64> = events.iter().filter_map(|e| e["seq"].as_u64()).collect();
-    assert_eq!(
-        seqs,
-        (1..=seqs.len() as u64).collect::<Vec<_>>(),
-        "gap-free"
-    );
+    let events = gap_free_events(&mut bystander, &op).await;
     assert_eq!(
         events.last().map(|e| e["event"].clone()),
         Some(json!("succeeded"))
@@ -1747,14 +1756,7 @@ async fn hostile_frames_get_error_frames_and_never_disturb_other_connections() {
 #[tokio::test]
 async fn frames_that_break_the_websocket_protocol_close_only_their_connection() {
     let platform = Platform::start().await;
-    let op = started(
-        &platform,
-        "bystander",
-        json!({"duration_ms": 1500, "steps": 15}),
-    )
-    .await;
-    let mut bystander = platform.ws("bystander").await;
-    bystander.subscribe(&op, Some(0)).await;
+    let (op, mut bystander) = bystander(&platform).await;
 
     // A message over the socket's 16 MiB bound: 1009 (message too big).
     let mut socket = raw_ws(&platform, "hostile").await;
@@ -1790,12 +1792,6 @@ async fn frames_that_break_the_websocket_protocol_close_only_their_connection() 
         "a reserved opcode"
     );
 
-    let events = bystander.events_until_terminal(&op).await;
-    let seqs: Vec<u64> = events.iter().filter_map(|e| e["seq"].as_u64()).collect();
-    assert_eq!(
-        seqs,
-        (1..=seqs.len() as u64).collect::<Vec<_>>(),
-        "gap-free"
-    );
+    gap_free_events(&mut bystander, &op).await;
     assert_still_serving(&platform).await;
 }
