@@ -61,6 +61,11 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// other clients (an api's start, a gateway's read) waiting long.
 pub const BATCH_LIMIT: usize = 16;
 
+/// True for `NOSCRIPT`: Redis lost its script cache (a restart, a failover).
+fn is_no_script(err: &redis::RedisError) -> bool {
+    err.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)
+}
+
 /// One operation's reply of a batch script: its transition's reply, or
 /// the error it raised (`{'error', message}`).
 fn batch_item(reply: Value) -> StoreResult<Value> {
@@ -293,16 +298,7 @@ impl Store {
             }
             pipe
         };
-        let mut conn = self.conn();
-        let mut replies: Vec<Value> = match build().query_async(&mut conn).await {
-            Err(err)
-                if err.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
-            {
-                self.load_scripts().await?;
-                build().query_async(&mut conn).await?
-            }
-            other => other?,
-        };
+        let mut replies: Vec<Value> = self.query_loading_scripts(build).await?;
         let mut results = Vec::with_capacity(items.len());
         for (chunk, reply) in chunks.iter().zip(replies.drain(..)) {
             let Value::Array(each) = reply else {
@@ -316,6 +312,23 @@ impl Store {
             results.extend(each.into_iter().map(batch_item));
         }
         Ok(results)
+    }
+
+    /// Sends the pipeline `build` makes; after a `NOSCRIPT` (Redis lost
+    /// its script cache: a restart, a failover) loads the scripts and sends
+    /// it again. Only for pipelines that may be sent twice.
+    pub(crate) async fn query_loading_scripts<T: redis::FromRedisValue>(
+        &self,
+        build: impl Fn() -> redis::Pipeline,
+    ) -> StoreResult<T> {
+        let mut conn = self.conn();
+        match build().query_async(&mut conn).await {
+            Err(err) if is_no_script(&err) => {
+                self.load_scripts().await?;
+                Ok(build().query_async(&mut conn).await?)
+            }
+            other => Ok(other?),
+        }
     }
 
     /// Runs many script calls in one round trip; each gets its own result.
@@ -340,7 +353,8 @@ impl Store {
         };
         let mut conn = self.conn();
         let mut results: Vec<redis::RedisResult<Value>> = build().query_async(&mut conn).await?;
-        let missing_script = |result: &redis::RedisResult<Value>| matches!(result, Err(err) if err.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript));
+        let missing_script =
+            |result: &redis::RedisResult<Value>| matches!(result, Err(err) if is_no_script(err));
         if results.iter().any(missing_script) {
             self.load_scripts().await?;
             results = build().query_async(&mut conn).await?;

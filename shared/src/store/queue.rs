@@ -189,10 +189,6 @@ fn is_no_group(err: &redis::RedisError) -> bool {
     err.code() == Some("NOGROUP") || err.to_string().contains("NOGROUP")
 }
 
-fn is_no_script(err: &redis::RedisError) -> bool {
-    err.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)
-}
-
 /// Groups entry references by shard, in shard order.
 fn by_shard<'a>(refs: impl IntoIterator<Item = &'a EntryRef>) -> BTreeMap<u32, Vec<&'a str>> {
     let mut shards: BTreeMap<u32, Vec<&str>> = BTreeMap::new();
@@ -728,23 +724,6 @@ impl Store {
         let length: u64 = counts.iter().step_by(2).sum();
         let delayed: u64 = counts.iter().skip(1).step_by(2).sum();
         Ok((length.saturating_sub(pending_total), pending_total, delayed))
-    }
-
-    /// Sends the pipeline `build` makes; after a `NOSCRIPT` (Redis lost
-    /// its script cache: a restart, a failover) loads the scripts and sends
-    /// it again. Only for pipelines that may be sent twice.
-    pub(crate) async fn query_loading_scripts<T: redis::FromRedisValue>(
-        &self,
-        build: impl Fn() -> Pipeline,
-    ) -> StoreResult<T> {
-        let mut conn = self.conn();
-        match build().query_async(&mut conn).await {
-            Err(err) if is_no_script(&err) => {
-                self.load_scripts().await?;
-                Ok(build().query_async(&mut conn).await?)
-            }
-            other => Ok(other?),
-        }
     }
 }
 

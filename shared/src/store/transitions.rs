@@ -196,17 +196,7 @@ impl Store {
             }
             pipe
         };
-        let mut conn = self.conn();
-        let reply: redis::RedisResult<(Vec<u64>,)> = build().query_async(&mut conn).await;
-        let created = match reply {
-            Err(err)
-                if err.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
-            {
-                self.load_scripts().await?;
-                build().query_async::<(Vec<u64>,)>(&mut conn).await?
-            }
-            other => other?,
-        };
+        let created: (Vec<u64>,) = self.query_loading_scripts(build).await?;
         let seq = created.0.first().copied().unwrap_or(1);
         Ok(Operation {
             id: id.to_owned(),
@@ -602,17 +592,7 @@ impl Store {
             }
             pipe
         };
-        let mut conn = self.conn();
-        let reply: redis::RedisResult<(Value,)> = build().query_async(&mut conn).await;
-        let (reply,) = match reply {
-            Err(err)
-                if err.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
-            {
-                self.load_scripts().await?;
-                build().query_async::<(Value,)>(&mut conn).await?
-            }
-            other => other?,
-        };
+        let (reply,): (Value,) = self.query_loading_scripts(build).await?;
         let outcome = Outcome::parse(reply, 1)?;
         let children = spawned_children(outcome.value(0));
         if outcome.word != "ok" {
@@ -622,7 +602,7 @@ impl Store {
             for id in &ids {
                 cleanup.del(self.keys().root_of(id)).ignore();
             }
-            let _: () = cleanup.query_async(&mut conn).await?;
+            let _: () = cleanup.query_async(&mut self.conn()).await?;
         }
         match outcome.word.as_str() {
             "ok" => Ok(Some(children)),
