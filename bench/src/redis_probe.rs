@@ -17,23 +17,39 @@ pub async fn connect(url: &str) -> Result<MultiplexedConnection> {
     Ok(client.get_multiplexed_async_connection().await?)
 }
 
-/// Calls per command so far.
-pub async fn command_calls(conn: &mut MultiplexedConnection) -> Result<BTreeMap<String, u64>> {
-    let text: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query_async(conn)
-        .await?;
-    Ok(parse_commandstats(&text))
+/// Calls and microseconds per command so far, from one `INFO
+/// commandstats` (commands inside scripts count too, so `evalsha`'s
+/// microseconds include its inner commands').
+#[derive(Debug, Clone, Default)]
+pub struct CommandStats {
+    pub calls: BTreeMap<String, u64>,
+    pub usec: BTreeMap<String, u64>,
 }
 
-/// Microseconds Redis spent per command so far (inside scripts included,
-/// so `evalsha` counts its inner commands' time too).
-pub async fn command_usec(conn: &mut MultiplexedConnection) -> Result<BTreeMap<String, u64>> {
+impl CommandStats {
+    /// What happened between `before` and this snapshot.
+    pub fn since(&self, before: &CommandStats) -> CommandStats {
+        CommandStats {
+            calls: calls_between(&before.calls, &self.calls),
+            usec: calls_between(&before.usec, &self.usec),
+        }
+    }
+}
+
+pub async fn command_stats(conn: &mut MultiplexedConnection) -> Result<CommandStats> {
     let text: String = redis::cmd("INFO")
         .arg("commandstats")
         .query_async(conn)
         .await?;
-    Ok(parse_commandstat_field(&text, "usec"))
+    Ok(CommandStats {
+        calls: parse_commandstats(&text),
+        usec: parse_commandstat_field(&text, "usec"),
+    })
+}
+
+/// Calls per command so far.
+pub async fn command_calls(conn: &mut MultiplexedConnection) -> Result<BTreeMap<String, u64>> {
+    Ok(command_stats(conn).await?.calls)
 }
 
 fn parse_commandstats(text: &str) -> BTreeMap<String, u64> {
@@ -184,6 +200,9 @@ mod tests {
         let calls = parse_commandstats(text);
         assert_eq!(calls.get("evalsha"), Some(&12));
         assert_eq!(calls.get("xadd"), Some(&3));
+        let usec = parse_commandstat_field(text, "usec");
+        assert_eq!(usec.get("evalsha"), Some(&30));
+        assert_eq!(usec.get("xadd"), Some(&1));
     }
 
     #[test]

@@ -62,16 +62,12 @@ pub async fn run(target: Target, setup: &Setup, args: &Args) -> Result<Report> {
     let mut probe = redis_probe::connect(&platform.redis_url()).await?;
 
     let ids = enqueue(&api, &token, args.jobs).await?;
-    let before_calls = redis_probe::command_calls(&mut probe).await?;
-    let before_usec = redis_probe::command_usec(&mut probe).await?;
+    let before_stats = redis_probe::command_stats(&mut probe).await?;
     let before_cpu = platform.stats();
     let (drained, _) = drain(&mut platform, args, &ids, None).await?;
-    let calls = redis_probe::calls_between(
-        &before_calls,
-        &redis_probe::command_calls(&mut probe).await?,
-    );
-    let usec =
-        redis_probe::calls_between(&before_usec, &redis_probe::command_usec(&mut probe).await?);
+    let redis_probe::CommandStats { calls, usec } = redis_probe::command_stats(&mut probe)
+        .await?
+        .since(&before_stats);
     let cpu = cpu_between(&before_cpu, &platform.stats());
     platform.ensure_running()?;
 
