@@ -16,11 +16,8 @@ use tokio::sync::{mpsc, oneshot};
 /// Results recorded per call, at most.
 const MAX_BATCH: usize = 256;
 
-/// A job's result and its last progress report not written yet.
-pub(crate) type Done = Completion;
-
 struct Request {
-    done: Done,
+    done: Completion,
     reply: oneshot::Sender<StoreResult<Outcome>>,
 }
 
@@ -38,7 +35,7 @@ impl Completer {
     }
 
     /// Records one job's result; its outcome as [`Store::complete`] gives it.
-    pub(crate) async fn complete(&self, done: Done) -> StoreResult<Outcome> {
+    pub(crate) async fn complete(&self, done: Completion) -> StoreResult<Outcome> {
         let (reply, outcome) = oneshot::channel();
         if self.requests.send(Request { done, reply }).is_err() {
             return Err(StoreError::data("the completer stopped"));
@@ -52,7 +49,7 @@ impl Completer {
 async fn run(store: Store, mut queue: mpsc::UnboundedReceiver<Request>) {
     let mut batch = Vec::new();
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let (done, replies): (Vec<Done>, Vec<_>) = batch
+        let (done, replies): (Vec<Completion>, Vec<_>) = batch
             .drain(..)
             .map(|request| (request.done, request.reply))
             .unzip();
