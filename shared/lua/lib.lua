@@ -1,20 +1,21 @@
--- lib.lua: helpers prepended to every transition script.
+-- lib.lua: the helpers of every transition, at the top of the `longrun`
+-- function library (see scripts.rs: the library is this file, batch.lua,
+-- then each transition's body as a function, registered with
+-- `redis.register_function` and called with `FCALL`).
 --
--- Calling convention of every script:
---   KEYS[1]  the operation's hash (routes the script to the tree's slot)
+-- Calling convention of every transition:
+--   KEYS[1]  the operation's hash (routes the call to the tree's slot)
 --   ARGV[1]  key prefix            ARGV[2]  root id (the tree's hash tag)
 --   ARGV[3]  now, RFC 3339 (the caller's clock, for display only)
 --   ARGV[4]  retention of terminal operations, ms
---   ARGV[5..] script-specific
+--   ARGV[5..] transition-specific
 -- Leases, deadlines and due times use the Redis server's clock (TIME), so
 -- workers with skewed clocks agree on them.
+--
+-- The library is loaded once; its locals outlive a call. The ones below
+-- are one call's state: `begin` sets them afresh at the start of each call.
 
-local P = ARGV[1]
-local ROOT = ARGV[2]
-local NOW_ISO = ARGV[3]
-local RETENTION = tonumber(ARGV[4])
-local T = redis.call('TIME')
-local NOW_MS = tonumber(T[1]) * 1000 + math.floor(tonumber(T[2]) / 1000)
+local P, ROOT, NOW_ISO, RETENTION, NOW_MS
 
 local TERMINAL = { succeeded = true, failed = true, cancelled = true }
 
@@ -34,6 +35,30 @@ local FINISHED_ROOTS = {}
 -- queue entries of parked parents that became terminal: nobody holds them,
 -- so the caller acknowledges them.
 local ACKS = {}
+-- Owners of the operations this call touched, read once each.
+local OWNERS = {}
+
+-- Empties the follow-up lists before one operation's transition (a batch
+-- runs several in one call; each reports its own).
+local function start_item()
+  if #SIGNALS > 0 then SIGNALS = {} end
+  if #EXPIRE_KEYS > 0 then EXPIRE_KEYS = {} end
+  if #READY_PARENTS > 0 then READY_PARENTS = {} end
+  if #FINISHED_ROOTS > 0 then FINISHED_ROOTS = {} end
+  if #ACKS > 0 then ACKS = {} end
+end
+
+-- Starts a call: its common arguments, the server's clock, empty lists.
+local function begin(ARGV)
+  P = ARGV[1]
+  ROOT = ARGV[2]
+  NOW_ISO = ARGV[3]
+  RETENTION = tonumber(ARGV[4])
+  local t = redis.call('TIME')
+  NOW_MS = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  OWNERS = {}
+  start_item()
+end
 
 local function k_op(id) return P .. ':{' .. ROOT .. '}:op:' .. id end
 local function k_ev(id) return P .. ':{' .. ROOT .. '}:ev:' .. id end
@@ -45,9 +70,6 @@ local function int(n) return string.format('%d', n) end
 local function json_error(code, message, retryable)
   return cjson.encode({ code = code, message = message, retryable = retryable })
 end
-
--- Owners of the operations this script touched, read once each.
-local OWNERS = {}
 
 local function owner_of(id)
   local owner = OWNERS[id]
@@ -294,28 +316,32 @@ local function holds_claim(k, attempt)
   return claim_live(redis.call('HMGET', k, 'status', 'attempt', 'waiting', 'lease_until'), attempt)
 end
 
+-- Appends `list` to `out` as its number of items (`per` entries each)
+-- followed by its entries.
+local function put_list(out, list, per)
+  local n = #out
+  out[n + 1] = #list / per
+  for i = 1, #list do out[n + 1 + i] = list[i] end
+end
+
 -- What every transition returns after its own status word: the ids to
 -- signal, the keys to expire, the ready parents, the finished roots and
 -- the queue entries to acknowledge, each list prefixed with its number of
 -- items.
 local function outcome(word, ...)
-  local out = { word }
-  for _, v in ipairs({ ... }) do table.insert(out, v) end
+  local out = { word, ... }
   if #SIGNALS > 0 then
     redis.call('PUBLISH', P .. ':cancel', table.concat(SIGNALS, ' '))
   end
-  table.insert(out, #SIGNALS)
-  for _, v in ipairs(SIGNALS) do table.insert(out, v) end
-  table.insert(out, #EXPIRE_KEYS)
-  for _, v in ipairs(EXPIRE_KEYS) do table.insert(out, v) end
-  table.insert(out, #READY_PARENTS)
-  for _, v in ipairs(READY_PARENTS) do
-    table.insert(out, v)
-    table.insert(out, redis.call('HGET', k_op(v), 'entry') or '')
+  put_list(out, SIGNALS, 1)
+  put_list(out, EXPIRE_KEYS, 1)
+  local ready = {}
+  for i, id in ipairs(READY_PARENTS) do
+    ready[2 * i - 1] = id
+    ready[2 * i] = redis.call('HGET', k_op(id), 'entry') or ''
   end
-  table.insert(out, #FINISHED_ROOTS / 2)
-  for _, v in ipairs(FINISHED_ROOTS) do table.insert(out, v) end
-  table.insert(out, #ACKS)
-  for _, v in ipairs(ACKS) do table.insert(out, v) end
+  put_list(out, ready, 2)
+  put_list(out, FINISHED_ROOTS, 2)
+  put_list(out, ACKS, 1)
   return out
 end

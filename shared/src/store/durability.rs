@@ -6,8 +6,10 @@
 //! Every service runs [`Store::self_check`] at start: it warns loudly about
 //! either (on every master of a cluster), and refuses to start with
 //! `LONGRUN_STRICT=1`. It also refuses a `REDIS_URL` that names a cluster
-//! node while cluster mode is off (most keys would answer `MOVED`), and
-//! agrees on the deployment's queue shard count (see [`super::queue`]).
+//! node while cluster mode is off (most keys would answer `MOVED`), loads
+//! the function library (refusing a Redis older than 7.0, which has no
+//! functions; see [`super::scripts`]), and agrees on the deployment's
+//! queue shard count (see [`super::queue`]).
 //!
 //! A Redis that cannot be reached yet does not stop a service from
 //! starting (the api answers 503 meanwhile): the check then runs in the
@@ -194,6 +196,7 @@ impl Store {
                 queue_shards: self.queue_shards(),
             });
         }
+        self.load_library().await?;
         let durability = self.check_durability().await?;
         let queue_shards = self.agree_on_queue_shards().await?;
         Ok(SelfCheck {

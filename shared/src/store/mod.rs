@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime};
 
 use redis::streams::StreamRangeReply;
-use redis::{AsyncCommands, Script, Value};
+use redis::{AsyncCommands, Value};
 use serde_json::Value as Json;
 use thiserror::Error;
 
@@ -29,7 +29,7 @@ use crate::keys::Keys;
 use crate::model::{Event, EventType, Operation, Status, StoredOperation};
 
 pub use connection::{Dedicated, RedisConn, Topology};
-pub use scripts::Outcome;
+pub use scripts::{Function, Outcome};
 
 #[derive(Debug, Clone, Error)]
 pub enum StoreError {
@@ -61,9 +61,17 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// other clients (an api's start, a gateway's read) waiting long.
 pub const BATCH_LIMIT: usize = 16;
 
-/// True for `NOSCRIPT`: Redis lost its script cache (a restart, a failover).
-fn is_no_script(err: &redis::RedisError) -> bool {
-    err.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)
+/// True for "Function not found": Redis lost the function library (a
+/// restart without persistence, `FUNCTION FLUSH`, a failover to an empty
+/// replica).
+fn is_missing_function(err: &redis::RedisError) -> bool {
+    let missing =
+        |detail: Option<&str>| detail.is_some_and(|d| d.starts_with("Function not found"));
+    missing(err.detail())
+        || err
+            .clone()
+            .into_server_errors()
+            .is_some_and(|errors| errors.iter().any(|(_, error)| missing(error.details())))
 }
 
 /// One operation's reply of a batch script: its transition's reply, or
@@ -221,13 +229,26 @@ impl Store {
         Ok(())
     }
 
-    /// Loads every script into Redis's script cache (every node's, on a cluster).
-    pub async fn load_scripts(&self) -> StoreResult<()> {
-        let mut conn = self.conn();
-        for script in scripts::all() {
-            script.load_async(&mut conn).await?;
+    /// Loads the function library into Redis (every master, on a
+    /// cluster). Loading it again is harmless: its name and content go
+    /// together. Redis older than 7.0 has no functions and is refused here
+    /// with a message that says so.
+    pub async fn load_library(&self) -> StoreResult<()> {
+        let loaded: redis::RedisResult<Value> = redis::cmd("FUNCTION")
+            .arg("LOAD")
+            .arg("REPLACE")
+            .arg(&scripts::LIBRARY.source)
+            .query_async(&mut self.conn())
+            .await;
+        match loaded {
+            Ok(_) => Ok(()),
+            Err(err) if err.detail().is_some_and(|d| d.contains("unknown command")) => {
+                Err(StoreError::data(format!(
+                    "longrun needs Redis 7.0 or newer (its transitions are Redis functions): {err}"
+                )))
+            }
+            Err(err) => Err(err.into()),
         }
-        Ok(())
     }
 
     /// The arguments every transition script starts with.
@@ -240,18 +261,25 @@ impl Store {
         ]
     }
 
-    /// Runs a script on one key (loading it again after a `NOSCRIPT`).
+    /// Calls a function on one key (loading the library again when Redis
+    /// lost it).
     pub(crate) async fn run(
         &self,
-        script: &Script,
+        function: &Function,
         key: &str,
         args: &[String],
     ) -> StoreResult<Value> {
-        let mut invocation = script.key(key);
-        for arg in args {
-            invocation.arg(arg);
-        }
-        Ok(invocation.invoke_async(&mut self.conn()).await?)
+        let build = || {
+            let mut pipe = redis::pipe();
+            pipe.cmd("FCALL")
+                .arg(function.name())
+                .arg(1)
+                .arg(key)
+                .arg(args);
+            pipe
+        };
+        let (reply,): (Value,) = self.query_loading_library(build).await?;
+        Ok(reply)
     }
 
     /// Runs one transition for many operations, each `(key, root, its own
@@ -262,8 +290,8 @@ impl Store {
     /// cluster, whose operations live in different slots, one call each.
     pub(crate) async fn run_batch(
         &self,
-        single: &Script,
-        batch: &Script,
+        single: &Function,
+        batch: &Function,
         items: &[(String, String, Vec<String>)],
     ) -> StoreResult<Vec<StoreResult<Value>>> {
         if self.is_cluster() || items.len() < 2 {
@@ -282,7 +310,7 @@ impl Store {
             let mut pipe = redis::pipe();
             for chunk in &chunks {
                 let per = chunk[0].2.len();
-                let command = pipe.cmd("EVALSHA").arg(batch.get_hash()).arg(chunk.len());
+                let command = pipe.cmd("FCALL").arg(batch.name()).arg(chunk.len());
                 for (key, _, _) in *chunk {
                     command.arg(key);
                 }
@@ -298,7 +326,7 @@ impl Store {
             }
             pipe
         };
-        let mut replies: Vec<Value> = self.query_loading_scripts(build).await?;
+        let mut replies: Vec<Value> = self.query_loading_library(build).await?;
         let mut results = Vec::with_capacity(items.len());
         for (chunk, reply) in chunks.iter().zip(replies.drain(..)) {
             let Value::Array(each) = reply else {
@@ -314,17 +342,17 @@ impl Store {
         Ok(results)
     }
 
-    /// Sends the pipeline `build` makes; after a `NOSCRIPT` (Redis lost
-    /// its script cache: a restart, a failover) loads the scripts and sends
+    /// Sends the pipeline `build` makes; after a "Function not found" (Redis
+    /// lost the library: a restart, a failover) loads it and sends
     /// it again. Only for pipelines that may be sent twice.
-    pub(crate) async fn query_loading_scripts<T: redis::FromRedisValue>(
+    pub(crate) async fn query_loading_library<T: redis::FromRedisValue>(
         &self,
         build: impl Fn() -> redis::Pipeline,
     ) -> StoreResult<T> {
         let mut conn = self.conn();
         match build().query_async(&mut conn).await {
-            Err(err) if is_no_script(&err) => {
-                self.load_scripts().await?;
+            Err(err) if is_missing_function(&err) => {
+                self.load_library().await?;
                 Ok(build().query_async(&mut conn).await?)
             }
             other => Ok(other?),
@@ -334,7 +362,7 @@ impl Store {
     /// Runs many script calls in one round trip; each gets its own result.
     pub(crate) async fn run_many(
         &self,
-        calls: &[(&Script, String, Vec<String>)],
+        calls: &[(&Function, String, Vec<String>)],
     ) -> StoreResult<Vec<StoreResult<Value>>> {
         if calls.is_empty() {
             return Ok(Vec::new());
@@ -342,9 +370,9 @@ impl Store {
         let build = || {
             let mut pipe = redis::pipe();
             pipe.ignore_errors();
-            for (script, key, args) in calls {
-                pipe.cmd("EVALSHA")
-                    .arg(script.get_hash())
+            for (function, key, args) in calls {
+                pipe.cmd("FCALL")
+                    .arg(function.name())
                     .arg(1)
                     .arg(key)
                     .arg(args);
@@ -353,10 +381,9 @@ impl Store {
         };
         let mut conn = self.conn();
         let mut results: Vec<redis::RedisResult<Value>> = build().query_async(&mut conn).await?;
-        let missing_script =
-            |result: &redis::RedisResult<Value>| matches!(result, Err(err) if is_no_script(err));
-        if results.iter().any(missing_script) {
-            self.load_scripts().await?;
+        let missing_function = |result: &redis::RedisResult<Value>| matches!(result, Err(err) if is_missing_function(err));
+        if results.iter().any(missing_function) {
+            self.load_library().await?;
             results = build().query_async(&mut conn).await?;
         }
         Ok(results

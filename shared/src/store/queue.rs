@@ -209,11 +209,14 @@ impl Store {
     /// the recorded one if that is larger. Returns the count in use.
     pub async fn agree_on_queue_shards(&self) -> StoreResult<u32> {
         let wanted = self.queue_shards();
-        let recorded: u32 = scripts::SHARDS
-            .key(self.keys().queue_shards())
-            .arg(wanted)
-            .invoke_async(&mut self.conn())
+        let reply = self
+            .run(
+                &scripts::SHARDS,
+                &self.keys().queue_shards(),
+                &[wanted.to_string()],
+            )
             .await?;
+        let recorded: u32 = scripts::string(reply)?.parse().unwrap_or(0);
         self.raise_queue_shards(recorded.min(MAX_QUEUE_SHARDS));
         Ok(self.queue_shards())
     }
@@ -295,8 +298,8 @@ impl Store {
         let build = || {
             let mut pipe = redis::pipe();
             for shard in self.shards() {
-                pipe.cmd("EVALSHA")
-                    .arg(scripts::PROMOTE.get_hash())
+                pipe.cmd("FCALL")
+                    .arg(scripts::PROMOTE.name())
                     .arg(4)
                     .arg(keys.delayed(shard))
                     .arg(keys.ready(shard))
@@ -307,7 +310,7 @@ impl Store {
             }
             pipe
         };
-        let replies: Vec<Value> = self.query_loading_scripts(build).await?;
+        let replies: Vec<Value> = self.query_loading_library(build).await?;
         self.shards()
             .zip(replies)
             .map(|(shard, reply)| due_from(shard, reply))
@@ -464,8 +467,8 @@ impl Store {
         let build = || {
             let mut pipe = redis::pipe();
             self.add_housekeeping(&mut pipe, housekeeping);
-            pipe.cmd("EVALSHA")
-                .arg(scripts::READ.get_hash())
+            pipe.cmd("FCALL")
+                .arg(scripts::READ.name())
                 .arg(1)
                 .arg(self.keys().ready(shard))
                 .arg(WORKER_GROUP)
@@ -473,7 +476,7 @@ impl Store {
                 .arg(count.max(1));
             pipe
         };
-        let (reply,): (Vec<String>,) = self.query_loading_scripts(build).await?;
+        let (reply,): (Vec<String>,) = self.query_loading_library(build).await?;
         let mut items = reply.into_iter();
         let last_id = items.next().unwrap_or_else(|| "0-0".to_owned());
         let mut entries = Vec::new();

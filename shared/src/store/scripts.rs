@@ -1,94 +1,187 @@
-//! The Lua transition scripts (`shared/lua/*.lua`) and how to call them.
+//! The Lua function library (`shared/lua/*.lua`) and how to call it.
 //!
-//! Each script is `lib.lua` followed by its own body, compiled once and run
-//! with `EVALSHA`; a Redis that lost its script cache (restart, `SCRIPT
-//! FLUSH`) gets them loaded again on the `NOSCRIPT` error, transparently.
+//! Every script is a function of one Redis function library (Redis 7+):
+//! `lib.lua`'s helpers and `batch.lua`'s runner come first, then each
+//! script's body becomes a function registered with
+//! `redis.register_function` and called with `FCALL`. The library is
+//! compiled and its helpers defined once, at `FUNCTION LOAD`, not again on
+//! every call as an `EVALSHA` script's would be (that cost about as much
+//! as a whole small transition). Function names carry a hash of the
+//! library's text, so processes of two longrun versions can share a Redis
+//! during an upgrade. A Redis that lost the library (a restart without
+//! persistence, `FUNCTION FLUSH`, an empty replica promoted) gets it loaded
+//! again on the "Function not found" error, transparently.
 
+use std::fmt::Write as _;
 use std::sync::LazyLock;
 
-use redis::{Script, Value};
+use redis::Value;
+use sha2::{Digest, Sha256};
 
 use super::StoreError;
 
 const LIB: &str = include_str!("../../lua/lib.lua");
-
-fn with_lib(body: &str) -> Script {
-    Script::new(&format!("{LIB}\n{body}"))
-}
-
 const BATCH: &str = include_str!("../../lua/batch.lua");
 
-/// A transition run for many operations of one slot in one call: the body
-/// becomes the function `one`, which `batch.lua` calls per operation.
-fn batched(body: &str) -> Script {
-    Script::new(&format!(
-        "{LIB}\nlocal function one()\n{body}\nend\n{BATCH}"
-    ))
+/// How a script's body becomes a function of the library.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Form {
+    /// A transition: `begin` sets the call's common arguments first.
+    Transition,
+    /// A transition with a second function, `NAME_batch`, that runs it for
+    /// many operations of one slot in one call (`batch.lua`).
+    Batched,
+    /// Not a transition (no common arguments): the body alone.
+    Plain,
 }
 
-macro_rules! transition {
-    ($name:ident, $file:literal) => {
-        pub static $name: LazyLock<Script> =
-            LazyLock::new(|| with_lib(include_str!(concat!("../../lua/", $file))));
+/// Every script: its function name, body and form.
+const SCRIPTS: [(&str, &str, Form); 15] = [
+    (
+        "create",
+        include_str!("../../lua/create.lua"),
+        Form::Transition,
+    ),
+    ("claim", include_str!("../../lua/claim.lua"), Form::Batched),
+    (
+        "heartbeat",
+        include_str!("../../lua/heartbeat.lua"),
+        Form::Transition,
+    ),
+    (
+        "progress",
+        include_str!("../../lua/progress.lua"),
+        Form::Transition,
+    ),
+    (
+        "complete",
+        include_str!("../../lua/complete.lua"),
+        Form::Batched,
+    ),
+    ("fail", include_str!("../../lua/fail.lua"), Form::Transition),
+    (
+        "handoff",
+        include_str!("../../lua/handoff.lua"),
+        Form::Transition,
+    ),
+    (
+        "spawn",
+        include_str!("../../lua/spawn.lua"),
+        Form::Transition,
+    ),
+    (
+        "wait_children",
+        include_str!("../../lua/wait_children.lua"),
+        Form::Transition,
+    ),
+    (
+        "cancel",
+        include_str!("../../lua/cancel.lua"),
+        Form::Transition,
+    ),
+    (
+        "delete",
+        include_str!("../../lua/delete.lua"),
+        Form::Transition,
+    ),
+    (
+        "expire",
+        include_str!("../../lua/expire.lua"),
+        Form::Transition,
+    ),
+    (
+        "promote",
+        include_str!("../../lua/promote.lua"),
+        Form::Plain,
+    ),
+    ("read", include_str!("../../lua/read.lua"), Form::Plain),
+    ("shards", include_str!("../../lua/shards.lua"), Form::Plain),
+];
+
+/// The library: its `FUNCTION LOAD` source and the prefix of its
+/// function names (`lr_` and the first 12 hex digits of the text's SHA-256).
+pub struct Library {
+    pub source: String,
+    prefix: String,
+}
+
+pub static LIBRARY: LazyLock<Library> = LazyLock::new(|| {
+    let mut body = format!("{LIB}\n{BATCH}\n");
+    for (name, script, _) in SCRIPTS {
+        let _ = write!(body, "\nlocal function {name}(KEYS, ARGV)\n{script}\nend\n");
+    }
+    let tag = hex::encode(&Sha256::digest(body.as_bytes())[..6]);
+    let prefix = format!("lr_{tag}_");
+    let mut source = format!("#!lua name=longrun_{tag}\n{body}");
+    for (name, _, form) in SCRIPTS {
+        let call = match form {
+            Form::Plain => name.to_owned(),
+            Form::Transition | Form::Batched => {
+                format!("function(KEYS, ARGV) begin(ARGV) return {name}(KEYS, ARGV) end")
+            }
+        };
+        let _ = writeln!(source, "redis.register_function('{prefix}{name}', {call})");
+        if form == Form::Batched {
+            let _ = writeln!(
+                source,
+                "redis.register_function('{prefix}{name}_batch', \
+                 function(KEYS, ARGV) begin(ARGV) return run_batch({name}, KEYS, ARGV) end)"
+            );
+        }
+    }
+    Library { source, prefix }
+});
+
+/// One function of the library.
+pub struct Function {
+    name: String,
+}
+
+impl Function {
+    fn named(name: &str) -> Function {
+        Function {
+            name: format!("{}{name}", LIBRARY.prefix),
+        }
+    }
+
+    /// Its name in Redis, for `FCALL`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+macro_rules! functions {
+    ($($(#[$doc:meta])* $static:ident = $name:literal;)*) => {
+        $($(#[$doc])* pub static $static: LazyLock<Function> = LazyLock::new(|| Function::named($name));)*
     };
 }
 
-transition!(CREATE, "create.lua");
-transition!(CLAIM, "claim.lua");
-transition!(HEARTBEAT, "heartbeat.lua");
-transition!(PROGRESS, "progress.lua");
-transition!(COMPLETE, "complete.lua");
-transition!(FAIL, "fail.lua");
-transition!(HANDOFF, "handoff.lua");
-transition!(SPAWN, "spawn.lua");
-transition!(WAIT_CHILDREN, "wait_children.lua");
-transition!(CANCEL, "cancel.lua");
-transition!(DELETE, "delete.lua");
-transition!(EXPIRE, "expire.lua");
-
-/// `claim.lua` for a batch of queue entries (see `batch.lua`).
-pub static CLAIM_BATCH: LazyLock<Script> =
-    LazyLock::new(|| batched(include_str!("../../lua/claim.lua")));
-/// `complete.lua` for a batch of finished jobs (see `batch.lua`).
-pub static COMPLETE_BATCH: LazyLock<Script> =
-    LazyLock::new(|| batched(include_str!("../../lua/complete.lua")));
-
-/// The scheduler's tick: moves due retries to the ready stream and lists
-/// due deadlines and index expiries; not a transition (no lib).
-pub static PROMOTE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("../../lua/promote.lua")));
-
-/// A worker's queue read: new entries of one shard, and the id to wait
-/// after when there were none; not a transition (no lib).
-pub static READ: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("../../lua/read.lua")));
-
-/// Agrees on the deployment's queue shard count (it only grows); not a
-/// transition (no lib).
-pub static SHARDS: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("../../lua/shards.lua")));
-
-/// Every script, for loading them all at once.
-pub fn all() -> [&'static Script; 17] {
-    [
-        &CREATE,
-        &CLAIM,
-        &CLAIM_BATCH,
-        &COMPLETE_BATCH,
-        &HEARTBEAT,
-        &PROGRESS,
-        &COMPLETE,
-        &FAIL,
-        &HANDOFF,
-        &SPAWN,
-        &WAIT_CHILDREN,
-        &CANCEL,
-        &DELETE,
-        &EXPIRE,
-        &PROMOTE,
-        &READ,
-        &SHARDS,
-    ]
+functions! {
+    CREATE = "create";
+    CLAIM = "claim";
+    /// `claim` for a batch of queue entries (see `batch.lua`).
+    CLAIM_BATCH = "claim_batch";
+    HEARTBEAT = "heartbeat";
+    PROGRESS = "progress";
+    COMPLETE = "complete";
+    /// `complete` for a batch of finished jobs (see `batch.lua`).
+    COMPLETE_BATCH = "complete_batch";
+    FAIL = "fail";
+    HANDOFF = "handoff";
+    SPAWN = "spawn";
+    WAIT_CHILDREN = "wait_children";
+    CANCEL = "cancel";
+    DELETE = "delete";
+    EXPIRE = "expire";
+    /// The scheduler's tick: moves due retries to the ready stream and lists
+    /// due deadlines and index expiries; not a transition.
+    PROMOTE = "promote";
+    /// A worker's queue read: new entries of one shard, and the id to wait
+    /// after when there were none; not a transition.
+    READ = "read";
+    /// Agrees on the deployment's queue shard count (it only grows); not a
+    /// transition.
+    SHARDS = "shards";
 }
 
 /// The parsed reply of a transition script: its status word, its own
@@ -235,10 +328,39 @@ mod tests {
     }
 
     #[test]
-    fn every_script_compiles_to_a_distinct_hash() {
-        let mut hashes: Vec<&str> = all().iter().map(|s| s.get_hash()).collect();
-        hashes.sort_unstable();
-        hashes.dedup();
-        assert_eq!(hashes.len(), all().len());
+    fn every_function_is_registered_once_under_the_library_prefix() {
+        let all = [
+            &CREATE,
+            &CLAIM,
+            &CLAIM_BATCH,
+            &HEARTBEAT,
+            &PROGRESS,
+            &COMPLETE,
+            &COMPLETE_BATCH,
+            &FAIL,
+            &HANDOFF,
+            &SPAWN,
+            &WAIT_CHILDREN,
+            &CANCEL,
+            &DELETE,
+            &EXPIRE,
+            &PROMOTE,
+            &READ,
+            &SHARDS,
+        ];
+        for function in all {
+            let registration = format!("redis.register_function('{}',", function.name());
+            assert_eq!(
+                LIBRARY.source.matches(&registration).count(),
+                1,
+                "{}",
+                function.name()
+            );
+        }
+        assert_eq!(
+            LIBRARY.source.matches("redis.register_function(").count(),
+            all.len()
+        );
+        assert!(LIBRARY.source.starts_with("#!lua name=longrun_"));
     }
 }

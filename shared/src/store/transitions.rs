@@ -165,8 +165,8 @@ impl Store {
         // duplicate entry is harmless (the claim script runs one).
         let build = || {
             let mut pipe = redis::pipe();
-            pipe.cmd("EVALSHA")
-                .arg(scripts::CREATE.get_hash())
+            pipe.cmd("FCALL")
+                .arg(scripts::CREATE.name())
                 .arg(1)
                 .arg(keys.op(id, id))
                 .arg(&args)
@@ -196,7 +196,7 @@ impl Store {
             }
             pipe
         };
-        let created: (Vec<u64>,) = self.query_loading_scripts(build).await?;
+        let created: (Vec<u64>,) = self.query_loading_library(build).await?;
         let seq = created.0.first().copied().unwrap_or(1);
         Ok(Operation {
             id: id.to_owned(),
@@ -309,13 +309,15 @@ impl Store {
     /// Runs a transition and its follow-ups.
     pub(crate) async fn transition(
         &self,
-        script: &redis::Script,
+        function: &scripts::Function,
         root: &str,
         id: &str,
         args: &[String],
         fixed: usize,
     ) -> StoreResult<Outcome> {
-        let outcome = self.transition_only(script, root, id, args, fixed).await?;
+        let outcome = self
+            .transition_only(function, root, id, args, fixed)
+            .await?;
         self.follow_up(&outcome).await?;
         Ok(outcome)
     }
@@ -323,13 +325,13 @@ impl Store {
     /// Runs a transition; its follow-ups are the caller's.
     async fn transition_only(
         &self,
-        script: &redis::Script,
+        function: &scripts::Function,
         root: &str,
         id: &str,
         args: &[String],
         fixed: usize,
     ) -> StoreResult<Outcome> {
-        let reply = self.run(script, &self.keys().op(root, id), args).await?;
+        let reply = self.run(function, &self.keys().op(root, id), args).await?;
         Outcome::parse(reply, fixed)
     }
 
@@ -579,8 +581,8 @@ impl Store {
                     .ignore();
             }
             add_barrier(&mut pipe);
-            pipe.cmd("EVALSHA")
-                .arg(scripts::SPAWN.get_hash())
+            pipe.cmd("FCALL")
+                .arg(scripts::SPAWN.name())
                 .arg(1)
                 .arg(self.keys().op(root, &parent.entry.op_id))
                 .arg(&args);
@@ -592,7 +594,7 @@ impl Store {
             }
             pipe
         };
-        let (reply,): (Value,) = self.query_loading_scripts(build).await?;
+        let (reply,): (Value,) = self.query_loading_library(build).await?;
         let outcome = Outcome::parse(reply, 1)?;
         let children = spawned_children(outcome.value(0));
         if outcome.word != "ok" {

@@ -120,3 +120,61 @@ async fn redis_down_is_503_with_retry_after_and_the_api_recovers_by_itself() {
     assert_eq!(read.json()["status"], "queued");
     platform.stop().await;
 }
+
+/// The transitions are Redis functions. A Redis that lost them (restarted
+/// without persistence, `FUNCTION FLUSH`, a failover to an empty replica)
+/// gets the library loaded again by whichever process calls one first:
+/// the api's start, the worker's queue read, its batched claims and
+/// results all go on as if nothing happened.
+#[tokio::test]
+async fn a_redis_that_lost_the_function_library_gets_it_loaded_again() {
+    let platform = Platform::builder()
+        .workers(1)
+        .without_realtime()
+        .start()
+        .await;
+    let api = platform.api();
+    let first = api
+        .start_ok("fay", "demo.sleep", &json!({"duration_ms": 0}))
+        .await;
+    let done = api
+        .get(
+            "fay",
+            &format!("/v1/operations/{first}/wait?timeout_ms=10000"),
+        )
+        .await;
+    assert_eq!(done.json()["status"], "succeeded", "{}", done.text());
+
+    let libraries = |store: longrun_shared::store::Store| async move {
+        let listed: Vec<redis::Value> = redis::cmd("FUNCTION")
+            .arg("LIST")
+            .query_async(&mut store.conn())
+            .await
+            .expect("FUNCTION LIST");
+        listed.len()
+    };
+    assert_eq!(libraries(platform.store.clone()).await, 1);
+    let _: () = redis::cmd("FUNCTION")
+        .arg("FLUSH")
+        .query_async(&mut platform.store.conn())
+        .await
+        .expect("FUNCTION FLUSH");
+    assert_eq!(libraries(platform.store.clone()).await, 0);
+
+    // Enough at once that the worker claims and completes them in batches.
+    let mut ids = Vec::new();
+    for _ in 0..40 {
+        ids.push(
+            api.start_ok("fay", "demo.sleep", &json!({"duration_ms": 0}))
+                .await,
+        );
+    }
+    for id in &ids {
+        let done = api
+            .get("fay", &format!("/v1/operations/{id}/wait?timeout_ms=10000"))
+            .await;
+        assert_eq!(done.json()["status"], "succeeded", "{}", done.text());
+    }
+    assert_eq!(libraries(platform.store.clone()).await, 1);
+    platform.stop().await;
+}
