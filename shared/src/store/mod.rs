@@ -271,11 +271,7 @@ impl Store {
     ) -> StoreResult<Value> {
         let build = || {
             let mut pipe = redis::pipe();
-            pipe.cmd("FCALL")
-                .arg(function.name())
-                .arg(1)
-                .arg(key)
-                .arg(args);
+            function.add_call(&mut pipe, key, args);
             pipe
         };
         let (reply,): (Value,) = self.query_loading_library(build).await?;
@@ -371,11 +367,7 @@ impl Store {
             let mut pipe = redis::pipe();
             pipe.ignore_errors();
             for (function, key, args) in calls {
-                pipe.cmd("FCALL")
-                    .arg(function.name())
-                    .arg(1)
-                    .arg(key)
-                    .arg(args);
+                function.add_call(&mut pipe, key, args);
             }
             pipe
         };

@@ -467,13 +467,11 @@ impl Store {
         let build = || {
             let mut pipe = redis::pipe();
             self.add_housekeeping(&mut pipe, housekeeping);
-            pipe.cmd("FCALL")
-                .arg(scripts::READ.name())
-                .arg(1)
-                .arg(self.keys().ready(shard))
-                .arg(WORKER_GROUP)
-                .arg(consumer)
-                .arg(count.max(1));
+            scripts::READ.add_call(
+                &mut pipe,
+                self.keys().ready(shard),
+                (WORKER_GROUP, consumer, count.max(1)),
+            );
             pipe
         };
         let (reply,): (Vec<String>,) = self.query_loading_library(build).await?;

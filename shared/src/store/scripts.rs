@@ -148,6 +148,16 @@ impl Function {
     pub fn name(&self) -> &str {
         &self.name
     }
+
+    /// Adds a call on one key, `FCALL name 1 key args…`, to `pipe`.
+    pub fn add_call(
+        &self,
+        pipe: &mut redis::Pipeline,
+        key: impl redis::ToRedisArgs,
+        args: impl redis::ToRedisArgs,
+    ) {
+        pipe.cmd("FCALL").arg(&self.name).arg(1).arg(key).arg(args);
+    }
 }
 
 macro_rules! functions {

@@ -165,12 +165,8 @@ impl Store {
         // duplicate entry is harmless (the claim script runs one).
         let build = || {
             let mut pipe = redis::pipe();
-            pipe.cmd("FCALL")
-                .arg(scripts::CREATE.name())
-                .arg(1)
-                .arg(keys.op(id, id))
-                .arg(&args)
-                .cmd("ZADD")
+            scripts::CREATE.add_call(&mut pipe, keys.op(id, id), &args);
+            pipe.cmd("ZADD")
                 .arg(keys.owner_index(&new.owner))
                 .arg(0)
                 .arg(id)
@@ -581,11 +577,7 @@ impl Store {
                     .ignore();
             }
             add_barrier(&mut pipe);
-            pipe.cmd("FCALL")
-                .arg(scripts::SPAWN.name())
-                .arg(1)
-                .arg(self.keys().op(root, &parent.entry.op_id))
-                .arg(&args);
+            scripts::SPAWN.add_call(&mut pipe, self.keys().op(root, &parent.entry.op_id), &args);
             // Queue entries for the new children, in the same round trip;
             // an entry of a child never created is dropped at claim time.
             add_barrier(&mut pipe);
