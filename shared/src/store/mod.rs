@@ -345,14 +345,27 @@ impl Store {
         &self,
         build: impl Fn() -> redis::Pipeline,
     ) -> StoreResult<T> {
+        self.send_loading_library(
+            build,
+            |sent: &redis::RedisResult<T>| matches!(sent, Err(err) if is_missing_function(err)),
+        )
+        .await
+    }
+
+    /// Sends the pipeline `build` makes; when `lost` finds that Redis lost
+    /// the library, loads it and sends the pipeline again.
+    async fn send_loading_library<T: redis::FromRedisValue>(
+        &self,
+        build: impl Fn() -> redis::Pipeline,
+        lost: impl Fn(&redis::RedisResult<T>) -> bool,
+    ) -> StoreResult<T> {
         let mut conn = self.conn();
-        match build().query_async(&mut conn).await {
-            Err(err) if is_missing_function(&err) => {
-                self.load_library().await?;
-                Ok(build().query_async(&mut conn).await?)
-            }
-            other => Ok(other?),
+        let sent = build().query_async(&mut conn).await;
+        if !lost(&sent) {
+            return Ok(sent?);
         }
+        self.load_library().await?;
+        Ok(build().query_async(&mut conn).await?)
     }
 
     /// Runs many script calls in one round trip; each gets its own result.
@@ -371,13 +384,15 @@ impl Store {
             }
             pipe
         };
-        let mut conn = self.conn();
-        let mut results: Vec<redis::RedisResult<Value>> = build().query_async(&mut conn).await?;
-        let missing_function = |result: &redis::RedisResult<Value>| matches!(result, Err(err) if is_missing_function(err));
-        if results.iter().any(missing_function) {
-            self.load_library().await?;
-            results = build().query_async(&mut conn).await?;
-        }
+        // Errors are per call (`ignore_errors`): any call may be the one
+        // that found the library missing.
+        let lost = |sent: &redis::RedisResult<Vec<redis::RedisResult<Value>>>| match sent {
+            Ok(results) => results
+                .iter()
+                .any(|result| matches!(result, Err(err) if is_missing_function(err))),
+            Err(err) => is_missing_function(err),
+        };
+        let results = self.send_loading_library(build, lost).await?;
         Ok(results
             .into_iter()
             .map(|result| result.map_err(StoreError::from))
