@@ -35,7 +35,6 @@ impl StandIn {
     /// worker). Panics when it does not show up within 10 s.
     pub async fn claim(store: &Store, id: &str) -> StandIn {
         store.ensure_group(0).await.expect("queue group");
-        store.load_library().await.expect("library loads");
         let mut conn = store
             .client()
             .get_multiplexed_async_connection()

@@ -35,7 +35,6 @@ pub(crate) async fn prepare(engine: &Arc<Engine>) {
     let mut failures: u32 = 0;
     loop {
         let ready = async {
-            engine.store().load_library().await?;
             engine.store().agree_on_queue_shards().await?;
             engine.store().ensure_groups().await?;
             engine.advertise_kinds().await
