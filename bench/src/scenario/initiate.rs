@@ -3,7 +3,8 @@
 //! against the whole deployed platform (api, one worker, gateway), after a
 //! warm-up that is not measured. Reports req/s, latency p50/p95/p99/max,
 //! errors by status, how long the backlog took to drain, and CPU seconds
-//! per process.
+//! per process, and what Redis ran meanwhile (`INFO commandstats`: calls
+//! and microseconds per command, the jobs' execution included).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use serde_json::json;
 use super::Report;
 use crate::http_load::{Api, Started};
 use crate::platform::{Platform, Roles, Setup, Target, cpu_between};
+use crate::redis_probe;
 use crate::stats::{Summary, rate, round};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -59,6 +61,8 @@ pub async fn run(target: Target, setup: &Setup, args: &Args) -> Result<Report> {
         )
         .await;
     }
+    let mut probe = redis_probe::connect(&platform.redis_url()).await?;
+    let before_stats = redis_probe::command_stats(&mut probe).await?;
     let before = platform.stats();
     let began = Instant::now();
     let tally = load(
@@ -72,6 +76,9 @@ pub async fn run(target: Target, setup: &Setup, args: &Args) -> Result<Report> {
     .await;
     let elapsed = began.elapsed().as_secs_f64();
     let cpu = cpu_between(&before, &platform.stats());
+    let redis = redis_probe::command_stats(&mut probe)
+        .await?
+        .since(&before_stats);
     let drain_ms = drain(&api, &token, tally.last_id.as_deref()).await;
     platform.ensure_running()?;
 
@@ -89,6 +96,8 @@ pub async fn run(target: Target, setup: &Setup, args: &Args) -> Result<Report> {
     report.set("latency_ms", &latency);
     report.set("backlog_drain_ms", drain_ms);
     report.set("cpu_s", &cpu);
+    report.set("redis_commands", &redis.calls);
+    report.set("redis_usec", &redis.usec);
     report.row("clients", args.clients.to_string());
     report.row(
         "accepted / errors",
