@@ -9,7 +9,7 @@ local deleted = {}
 local function remove(node)
   local kids = redis.call('LRANGE', k_kids(node), 0, -1)
   for _, kid in ipairs(kids) do remove(kid) end
-  redis.call('DEL', k_op(node), k_ev(node), k_kids(node))
+  redis.call('DEL', k_op(node), k_log(node), k_ev(node), k_kids(node))
   table.insert(deleted, node)
 end
 remove(id)

@@ -61,6 +61,13 @@ local function begin(ARGV)
 end
 
 local function k_op(id) return P .. ':{' .. ROOT .. '}:op:' .. id end
+-- The event log: a list of the `event` frames as published, entry i
+-- holding seq i + 1 (seqs are dense: every event of an operation is
+-- appended by `emit`, in the transition that bumps its seq).
+local function k_log(id) return P .. ':{' .. ROOT .. '}:log:' .. id end
+-- The event log as versions before the list kept it (a stream, entry id
+-- SEQ-0): read, expired and deleted along with the operation, so that
+-- operations which lived through an upgrade keep their whole history.
 local function k_ev(id) return P .. ':{' .. ROOT .. '}:ev:' .. id end
 local function k_kids(id) return P .. ':{' .. ROOT .. '}:kids:' .. id end
 local function k_ch(id) return P .. ':{' .. ROOT .. '}:ch:' .. id end
@@ -80,19 +87,20 @@ local function owner_of(id)
   return owner
 end
 
--- Appends an event to the operation's log, bumps its seq and publishes the
--- WebSocket frame on the operation's and the owner's channels. With `seq`
--- given, the caller read the operation's seq and writes this one (and
--- `updated_at`) in its own HSET of the operation: two writes fewer.
+-- Appends an event's WebSocket frame to the operation's log, bumps its
+-- seq and publishes the frame on the operation's and the owner's
+-- channels. With `seq` given, the caller read the operation's seq and
+-- writes this one (and `updated_at`) in its own HSET of the operation:
+-- two writes fewer.
 local function emit(id, etype, data, seq)
   if not seq then
     local op = k_op(id)
     seq = redis.call('HINCRBY', op, 'seq', 1)
     redis.call('HSET', op, 'updated_at', NOW_ISO)
   end
-  redis.call('XADD', k_ev(id), int(seq) .. '-0', 't', etype, 'at', NOW_ISO, 'd', data)
   local frame = '{"type":"event","operation_id":"' .. id .. '","seq":' .. int(seq) ..
       ',"event":"' .. etype .. '","at":"' .. NOW_ISO .. '","data":' .. data .. '}'
+  redis.call('RPUSH', k_log(id), frame)
   redis.call('PUBLISH', k_ch(id), frame)
   local owner = owner_of(id)
   if owner then redis.call('PUBLISH', P .. ':owner:' .. owner, frame) end
@@ -109,6 +117,7 @@ end
 
 local function expire_node(id, has_children)
   redis.call('PEXPIRE', k_op(id), RETENTION)
+  redis.call('PEXPIRE', k_log(id), RETENTION)
   redis.call('PEXPIRE', k_ev(id), RETENTION)
   if has_children then redis.call('PEXPIRE', k_kids(id), RETENTION) end
 end

@@ -8,7 +8,8 @@
 //! | key | type | holds |
 //! |---|---|---|
 //! | `P:{root}:op:ID` | hash | the operation (status, seq, attempt, progress, counts, JSON input/result/error) |
-//! | `P:{root}:ev:ID` | stream | the event log; entry id `SEQ-0` |
+//! | `P:{root}:log:ID` | list | the event log: each event's WebSocket frame, entry i holding seq i + 1 |
+//! | `P:{root}:ev:ID` | stream | the event log as versions before the list kept it (entry id `SEQ-0`); read while such logs remain |
 //! | `P:{root}:kids:ID` | list | the children's ids, in creation order |
 //! | `P:{root}:ch:ID` | channel | live event frames of the operation |
 //! | `P:{ID}:root` | string | the root of a child (children only) |
@@ -54,7 +55,13 @@ impl Keys {
         format!("{}:{{{root}}}:op:{id}", self.prefix)
     }
 
-    pub fn events(&self, root: &str, id: &str) -> String {
+    /// The event log (a list of frames).
+    pub fn log(&self, root: &str, id: &str) -> String {
+        format!("{}:{{{root}}}:log:{id}", self.prefix)
+    }
+
+    /// The event log as a stream, as versions before the list kept it.
+    pub fn legacy_log(&self, root: &str, id: &str) -> String {
         format!("{}:{{{root}}}:ev:{id}", self.prefix)
     }
 
@@ -135,7 +142,8 @@ mod tests {
         let keys = Keys::new("lr");
         let tags = [
             keys.op("root", "child"),
-            keys.events("root", "child"),
+            keys.log("root", "child"),
+            keys.legacy_log("root", "child"),
             keys.kids("root", "child"),
             keys.op_channel("root", "child"),
         ];

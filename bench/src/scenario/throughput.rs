@@ -21,6 +21,7 @@ use anyhow::{Result, bail};
 use std::collections::HashMap;
 
 use longrun_shared::keys::Keys;
+use longrun_shared::model::{EventFrame, EventType};
 use redis::aio::MultiplexedConnection;
 use serde_json::json;
 
@@ -291,27 +292,27 @@ async fn longrun_spans(probe: &mut MultiplexedConnection, ids: &[String]) -> Res
     for chunk in ids.chunks(500) {
         let mut pipe = redis::pipe();
         for id in chunk {
-            pipe.cmd("XRANGE")
-                .arg(keys.events(id, id))
-                .arg("-")
-                .arg("+");
+            pipe.lrange(keys.log(id, id), 0, -1);
         }
-        let logs: Vec<Vec<(String, HashMap<String, String>)>> = pipe.query_async(probe).await?;
+        let logs: Vec<Vec<String>> = pipe.query_async(probe).await?;
         for log in logs {
             let mut span = Span {
                 start_ms: None,
                 end_ms: None,
                 succeeded: false,
             };
-            for (_, fields) in log {
-                let at = fields.get("at").and_then(|at| rfc3339_ms(at));
-                match fields.get("t").map(String::as_str) {
-                    Some("started") if span.start_ms.is_none() => span.start_ms = at,
-                    Some("succeeded") => {
+            for frame in log {
+                let Ok(frame) = serde_json::from_str::<EventFrame>(&frame) else {
+                    continue;
+                };
+                let at = rfc3339_ms(&frame.at);
+                match frame.event {
+                    EventType::Started if span.start_ms.is_none() => span.start_ms = at,
+                    EventType::Succeeded => {
                         span.end_ms = at;
                         span.succeeded = true;
                     }
-                    Some("failed" | "cancelled") => span.end_ms = at,
+                    EventType::Failed | EventType::Cancelled => span.end_ms = at,
                     _ => {}
                 }
             }

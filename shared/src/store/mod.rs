@@ -3,13 +3,15 @@
 //! [`Store`] wraps a multiplexed, self-reconnecting connection
 //! ([`RedisConn`]: one server or a Redis Cluster, see [`connection`]):
 //! concurrent callers share it and their commands are pipelined, and after
-//! Redis comes back the next command reconnects by itself. Reads live here;
-//! state transitions are in [`transitions`], the work queue and its shards
-//! in [`queue`], the startup self-checks in [`durability`].
+//! Redis comes back the next command reconnects by itself. Reads live here
+//! (an operation's event log in [`log`]); state transitions are in
+//! [`transitions`], the work queue and its shards in [`queue`], the startup
+//! self-checks in [`durability`].
 
 pub mod connection;
 pub mod durability;
 pub mod idempotency;
+mod log;
 pub mod queue;
 pub mod scripts;
 pub mod transitions;
@@ -19,14 +21,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime};
 
-use redis::streams::StreamRangeReply;
 use redis::{AsyncCommands, Value};
 use serde_json::Value as Json;
 use thiserror::Error;
 
 use crate::config::{Config, RedisConfig};
 use crate::keys::Keys;
-use crate::model::{Event, EventType, Operation, Status, StoredOperation};
+use crate::model::{Operation, Status, StoredOperation};
 
 pub use connection::{Dedicated, RedisConn, Topology};
 pub use scripts::{Function, Outcome};
@@ -464,29 +465,6 @@ impl Store {
             .unwrap_or_else(|| Json::Object(Default::default())))
     }
 
-    /// Up to `limit` events with seq greater than `after_seq`, in order.
-    pub async fn events(
-        &self,
-        root: &str,
-        id: &str,
-        after_seq: u64,
-        limit: usize,
-    ) -> StoreResult<Vec<Event>> {
-        let reply: StreamRangeReply = redis::cmd("XRANGE")
-            .arg(self.keys.events(root, id))
-            .arg(format!("({after_seq}-0"))
-            .arg("+")
-            .arg("COUNT")
-            .arg(limit.max(1))
-            .query_async(&mut self.conn())
-            .await?;
-        reply
-            .ids
-            .into_iter()
-            .map(|entry| event_from_entry(id, &entry.id, &entry.map))
-            .collect()
-    }
-
     /// A page of an operation's children, in creation order, from position `offset`.
     /// Returns the children and the offset of the next page, if any.
     pub async fn children(
@@ -594,30 +572,4 @@ impl Store {
             }
         }
     }
-}
-
-fn event_from_entry(id: &str, entry_id: &str, map: &HashMap<String, Value>) -> StoreResult<Event> {
-    let field = |name: &str| -> StoreResult<String> {
-        map.get(name)
-            .cloned()
-            .map(scripts::string)
-            .transpose()?
-            .ok_or_else(|| StoreError::data(format!("event {entry_id} lacks `{name}`")))
-    };
-    let seq = entry_id
-        .split('-')
-        .next()
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| StoreError::data(format!("bad event id {entry_id}")))?;
-    let event_type: EventType = serde_json::from_value(Json::String(field("t")?))
-        .map_err(|_| StoreError::data(format!("event {entry_id} has an unknown type")))?;
-    let data = serde_json::from_str(&field("d")?)
-        .map_err(|_| StoreError::data(format!("event {entry_id} has bad data")))?;
-    Ok(Event {
-        operation_id: id.to_owned(),
-        seq,
-        event_type,
-        at: field("at")?,
-        data,
-    })
 }

@@ -13,6 +13,7 @@ mod cli_client;
 mod cli_live;
 mod cluster;
 mod dashboard;
+mod event_log;
 mod faults;
 mod foundation;
 mod hostile;

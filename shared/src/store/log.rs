@@ -1,0 +1,170 @@
+//! Reading an operation's event log.
+//!
+//! The log is a Redis list of the `event` frames exactly as the transition
+//! functions published them (`P:{root}:log:ID`). An operation's seqs are
+//! dense — every event is appended by `emit` in the very transition that
+//! bumps the seq — so the entry at index i holds seq i + 1 and a page after
+//! `after_seq` is one `LRANGE` from index `after_seq`.
+//!
+//! Versions before the list kept the log in a stream (`P:{root}:ev:ID`,
+//! entry id `SEQ-0`, fields `t`, `at`, `d`); an operation that lived through
+//! an upgrade has its first events there and the rest in the list. Every
+//! page read checks that the entries' seqs are where density puts them;
+//! when they are not (such an operation, or a log that is not dense for any
+//! other reason), the page is assembled from both logs by seq instead.
+//! Reading stays correct either way; only the fast path assumes density.
+
+use std::collections::{BTreeMap, HashMap};
+
+use redis::streams::StreamRangeReply;
+use redis::{AsyncCommands, Value};
+use serde_json::Value as Json;
+
+use super::{Store, StoreError, StoreResult, scripts};
+use crate::model::{Event, EventFrame, EventType};
+
+impl Store {
+    /// Up to `limit` events with seq greater than `after_seq`, in order.
+    pub async fn events(
+        &self,
+        root: &str,
+        id: &str,
+        after_seq: u64,
+        limit: usize,
+    ) -> StoreResult<Vec<Event>> {
+        let limit = limit.max(1);
+        let key = self.keys().log(root, id);
+        let first = isize::try_from(after_seq).unwrap_or(isize::MAX);
+        let last = first.saturating_add(isize::try_from(limit - 1).unwrap_or(isize::MAX));
+        let frames: Vec<String> = self.conn().lrange(&key, first, last).await?;
+        let page = frames
+            .iter()
+            .map(|frame| parse_frame(frame))
+            .collect::<StoreResult<Vec<_>>>()?;
+        if is_dense_after(&page, after_seq) {
+            return Ok(page);
+        }
+        if page.is_empty() {
+            // Nothing at that index: either the log ends before it (nothing
+            // new) or it does not start at seq 1. Its last entry tells.
+            let tail: Option<String> = self.conn().lindex(&key, -1).await?;
+            if let Some(tail) = tail
+                && parse_frame(&tail)?.seq <= after_seq
+            {
+                return Ok(page);
+            }
+        }
+        self.events_by_seq(root, id, after_seq, limit).await
+    }
+
+    /// The page assembled by seq from the whole list and the legacy stream.
+    async fn events_by_seq(
+        &self,
+        root: &str,
+        id: &str,
+        after_seq: u64,
+        limit: usize,
+    ) -> StoreResult<Vec<Event>> {
+        let (frames, legacy): (Vec<String>, StreamRangeReply) = redis::pipe()
+            .lrange(self.keys().log(root, id), 0, -1)
+            .cmd("XRANGE")
+            .arg(self.keys().legacy_log(root, id))
+            .arg(format!("({after_seq}-0"))
+            .arg("+")
+            .arg("COUNT")
+            .arg(limit)
+            .query_async(&mut self.conn())
+            .await?;
+        let mut by_seq = BTreeMap::new();
+        for entry in &legacy.ids {
+            let event = event_from_entry(id, &entry.id, &entry.map)?;
+            by_seq.insert(event.seq, event);
+        }
+        for frame in &frames {
+            let event = parse_frame(frame)?;
+            by_seq.insert(event.seq, event);
+        }
+        Ok(by_seq
+            .into_values()
+            .filter(|event| event.seq > after_seq)
+            .take(limit)
+            .collect())
+    }
+}
+
+/// Whether a page read from index `after_seq` holds seqs `after_seq + 1`,
+/// `after_seq + 2`, … — where a dense log has them. An empty page is not
+/// known to be either.
+fn is_dense_after(page: &[Event], after_seq: u64) -> bool {
+    !page.is_empty()
+        && page
+            .iter()
+            .zip(after_seq + 1..)
+            .all(|(event, seq)| event.seq == seq)
+}
+
+fn parse_frame(frame: &str) -> StoreResult<Event> {
+    serde_json::from_str::<EventFrame>(frame)
+        .map(EventFrame::into_event)
+        .map_err(|err| StoreError::data(format!("bad event frame in the log: {err}")))
+}
+
+/// One entry of a legacy stream log.
+fn event_from_entry(id: &str, entry_id: &str, map: &HashMap<String, Value>) -> StoreResult<Event> {
+    let field = |name: &str| -> StoreResult<String> {
+        map.get(name)
+            .cloned()
+            .map(scripts::string)
+            .transpose()?
+            .ok_or_else(|| StoreError::data(format!("event {entry_id} lacks `{name}`")))
+    };
+    let seq = entry_id
+        .split('-')
+        .next()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| StoreError::data(format!("bad event id {entry_id}")))?;
+    let event_type: EventType = serde_json::from_value(Json::String(field("t")?))
+        .map_err(|_| StoreError::data(format!("event {entry_id} has an unknown type")))?;
+    let data = serde_json::from_str(&field("d")?)
+        .map_err(|_| StoreError::data(format!("event {entry_id} has bad data")))?;
+    Ok(Event {
+        operation_id: id.to_owned(),
+        seq,
+        event_type,
+        at: field("at")?,
+        data,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(seq: u64) -> Event {
+        Event {
+            operation_id: "op".into(),
+            seq,
+            event_type: EventType::Progress,
+            at: "2026-11-25T00:00:00Z".into(),
+            data: Json::Null,
+        }
+    }
+
+    #[test]
+    fn a_page_is_dense_when_its_seqs_follow_after_seq() {
+        assert!(is_dense_after(&[event(4), event(5)], 3));
+        assert!(!is_dense_after(&[event(5), event(6)], 3), "a hole before");
+        assert!(!is_dense_after(&[event(4), event(6)], 3), "a hole within");
+        assert!(!is_dense_after(&[], 3), "nothing read proves nothing");
+    }
+
+    #[test]
+    fn a_published_frame_reads_back_as_its_event() {
+        let frame = r#"{"type":"event","operation_id":"op","seq":2,"event":"progress","at":"2026-11-25T00:00:00Z","data":{"percent":5}}"#;
+        let read = parse_frame(frame).expect("parses");
+        assert_eq!(read.seq, 2);
+        assert_eq!(read.event_type, EventType::Progress);
+        assert_eq!(read.data["percent"], 5);
+        assert!(parse_frame("{}").is_err());
+    }
+}
