@@ -46,6 +46,8 @@ enum Command {
     E2e(Targeted<scenario::e2e::Args>),
     /// redis-benchmark on the same Redis settings: the physical limit.
     Limit(scenario::limit::Args),
+    /// Redis's own µs per operation for each of a job's transitions (create, claim, complete).
+    Transitions(scenario::transitions::Args),
     /// BullMQ's queue-level benchmarks (bench/peers/queue-bench.mjs) on the same Redis settings.
     Bullmq(scenario::bullmq::Args),
     /// Minutes of mixed load (starts, cancels, fan-outs, 500 WebSocket clients); memory every minute.
@@ -93,6 +95,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Stream(t) => ("stream", t.target),
         Command::E2e(t) => ("e2e", t.target),
         Command::Limit(_) => ("limit", Target::Longrun),
+        Command::Transitions(_) => ("transitions", Target::Longrun),
         Command::Soak(_) => ("soak", Target::Longrun),
         Command::Report(args) => return report::write(args),
         Command::Bullmq(args) => return scenario::bullmq::run(setup, args),
@@ -104,6 +107,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Stream(t) => scenario::stream::run(t.target, setup, &t.args).await,
         Command::E2e(t) => scenario::e2e::run(t.target, setup, &t.args).await,
         Command::Limit(args) => scenario::limit::run(args).await,
+        Command::Transitions(args) => scenario::transitions::run(args).await,
         Command::Soak(args) => scenario::soak::run(Target::Longrun, setup, args).await,
         Command::Report(_) | Command::Bullmq(_) => unreachable!("handled above"),
     };

@@ -175,6 +175,7 @@ persistence, `maxmemory-policy noeviction`), driven by the same load generator \
     e2e(&mut md, run);
     producer(&mut md, run);
     limit(&mut md, run);
+    transitions(&mut md, run);
     for section in sections.iter().filter(|section| !section.trim().is_empty()) {
         let _ = writeln!(md, "\n{}", section.trim_end());
     }
@@ -718,6 +719,46 @@ longrun start is one script call and every job a few, so these are the ceilings.
     }
 }
 
+fn transitions(md: &mut String, run: &Run) {
+    let Some(t) = run.find("transitions", "", |_| true) else {
+        return;
+    };
+    let _ = writeln!(
+        md,
+        "\n## Redis's own cost per transition\n\nOn a private Redis {} with nothing else \
+running, through longrun's own store: {} operations created (with their index and queue \
+entries), claimed and completed (with a final progress report) in calls of {}, {} rounds. \
+Microseconds of Redis per operation from `INFO commandstats` (wall time inside Redis, so \
+a busy machine inflates them): the function calls, and everything the step sent.\n",
+        show(&t["redis"]),
+        show(&t["operations"]),
+        show(&t["batch"]),
+        show(&t["rounds"])
+    );
+    let _ = writeln!(
+        md,
+        "| step | functions µs per operation | all commands µs per operation |\n|---|---|---|"
+    );
+    let values = |step: &Value, field: &str| -> String {
+        step[field]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(show)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    for step in ["create", "claim", "complete"] {
+        let s = &t["steps"][step];
+        let _ = writeln!(
+            md,
+            "| {step} | {} | {} |",
+            values(s, "fcall_usec_per_op"),
+            values(s, "all_usec_per_op")
+        );
+    }
+}
+
 fn machine(md: &mut String, run: &Run, args: &Args) {
     let _ = writeln!(md, "\n## Machine and versions\n");
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
@@ -854,6 +895,26 @@ mod tests {
         assert!(md.contains("> **Note:** busy machine"));
         assert!(md.contains("stream: boom"), "failed scenarios are listed");
         assert!(md.contains("```sh\nlongrun-bench initiate\n```"));
+    }
+
+    #[test]
+    fn transition_costs_are_listed_per_round() {
+        let run = Run(vec![json!({
+            "scenario": "transitions", "target": "redis", "redis": "7.0.15",
+            "operations": 4000, "batch": 16, "rounds": 2,
+            "steps": {
+                "create": {"fcall_usec_per_op": [25.5, 26.0], "all_usec_per_op": [30.0, 31.5]},
+                "claim": {"fcall_usec_per_op": [24.0, 24.5], "all_usec_per_op": [24.0, 24.5]},
+                "complete": {"fcall_usec_per_op": [30.0, 31.0], "all_usec_per_op": [30.0, 31.0]},
+            },
+        })]);
+        let md = render(&run, "", &[], &args());
+        assert!(md.contains("## Redis's own cost per transition"), "{md}");
+        assert!(md.contains("| create | 25.5, 26.0 | 30.0, 31.5 |"), "{md}");
+        assert!(
+            md.contains("| complete | 30.0, 31.0 | 30.0, 31.0 |"),
+            "{md}"
+        );
     }
 
     #[test]

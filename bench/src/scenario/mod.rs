@@ -8,6 +8,7 @@
 //! - [`stream`]: C WebSocket clients following operations that emit progress.
 //! - [`e2e`]: POST until the terminal event is seen on the WebSocket.
 //! - [`limit`]: `redis-benchmark` against the same Redis settings.
+//! - [`transitions`]: Redis's own µs per operation for create, claim, complete.
 //! - [`bullmq`]: BullMQ's queue-level benchmarks (bench/peers/queue-bench.mjs).
 //! - [`soak`]: minutes of mixed load with memory recorded every minute.
 
@@ -19,6 +20,7 @@ pub mod limit;
 pub mod soak;
 pub mod stream;
 pub mod throughput;
+pub mod transitions;
 
 use std::sync::Arc;
 use std::time::Duration;
