@@ -21,14 +21,14 @@ use std::time::Duration;
 
 use longrun_shared::Store;
 use longrun_shared::auth::Principal;
-use longrun_shared::model::{Event, EventType};
+use longrun_shared::model::EventType;
 use longrun_shared::relay::Message;
 use longrun_shared::store::StoreError;
 use tokio::sync::broadcast::error::RecvError;
 use tracing::{debug, warn};
 
 use crate::Gateway;
-use crate::live::LiveEvent;
+use crate::live::{self, LiveEvent};
 use crate::meter::{self, CatchUp};
 use crate::outbox::{Outbox, Outgoing, Pushed, Source};
 use crate::protocol::{ServerFrame, code, error_frame};
@@ -56,14 +56,14 @@ impl Sink {
         })
     }
 
-    /// Queues an event read from the log, once there is room for it.
-    pub async fn replayed(&self, event: &Event, operation: &Arc<str>) -> bool {
+    /// Queues an event read from the log (its frame as published), once
+    /// there is room for it.
+    pub async fn replayed(&self, event: &LiveEvent) -> bool {
         self.outbox.wait_for_room().await;
-        let text = serde_json::to_string(&event.to_frame()).unwrap_or_default();
         self.push(Outgoing {
-            text: text.into(),
+            text: event.text.clone(),
             source: self.source,
-            progress_of: (event.event_type == EventType::Progress).then(|| operation.clone()),
+            progress_of: (event.event == EventType::Progress).then(|| event.operation_id.clone()),
             emitted_at: None,
             event: true,
         })
@@ -165,8 +165,11 @@ impl Cursor {
         let mut replayed = 0;
         let mut failures = 0;
         loop {
-            let events = match store.events(&root, &self.id, self.last, REPLAY_PAGE).await {
-                Ok(events) => events,
+            let frames = match store
+                .event_frames(&root, &self.id, self.last, REPLAY_PAGE)
+                .await
+            {
+                Ok(frames) => frames,
                 Err(err) => {
                     failures += 1;
                     pause(failures, &self.id, &err).await;
@@ -174,20 +177,24 @@ impl Cursor {
                 }
             };
             failures = 0;
-            let full = events.len() == REPLAY_PAGE;
-            for event in &events {
+            let full = frames.len() == REPLAY_PAGE;
+            for frame in frames {
+                let Some(event) = live::decode_logged(frame) else {
+                    warn!(operation_id = %self.id, "skipping an unreadable entry of the log");
+                    continue;
+                };
                 if event.seq <= self.last {
                     continue;
                 }
                 if event.seq != self.last + 1 && !self.report_trimmed(event.seq, sink) {
                     return Caught::Closed;
                 }
-                if !sink.replayed(event, &self.id).await {
+                if !sink.replayed(&event).await {
                     return Caught::Closed;
                 }
                 self.last = event.seq;
                 replayed += 1;
-                if event.event_type.is_terminal() {
+                if event.event.is_terminal() {
                     return Caught::Finished;
                 }
             }

@@ -1,5 +1,6 @@
-//! Live event frames as the gateway's relay hands them out: decoded once
-//! per process, shared by every subscriber.
+//! Event frames as the gateway hands them out: live ones as the relay
+//! receives them (decoded once per process, shared by every subscriber),
+//! and logged ones as a replay reads them (the same bytes, stored).
 //!
 //! The transition scripts publish the exact `event` frame clients receive,
 //! so the gateway never re-serialises a live event: it reads the few head
@@ -52,6 +53,21 @@ pub fn decode(payload: &[u8]) -> Option<Live> {
     }))
 }
 
+/// Decodes a frame read from the log (the same bytes that were published),
+/// keeping the string it was read into. No emit time: a replayed event's
+/// delay is not delivery latency.
+pub fn decode_logged(frame: String) -> Option<LiveEvent> {
+    let head: Head<'_> = serde_json::from_str(&frame).ok()?;
+    let (operation_id, seq, event) = (Arc::from(head.operation_id.as_ref()), head.seq, head.event);
+    Some(LiveEvent {
+        operation_id,
+        seq,
+        event,
+        emitted_at: None,
+        text: Utf8Bytes::from(frame),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -65,6 +81,16 @@ mod tests {
         assert_eq!(live.event, EventType::Progress);
         assert!(live.emitted_at.is_some());
         assert_eq!(live.text.as_str(), frame);
+    }
+
+    #[test]
+    fn a_logged_frame_decodes_without_an_emit_time() {
+        let frame = r#"{"type":"event","operation_id":"x","seq":3,"event":"succeeded","at":"2026-01-02T03:04:05Z","data":{}}"#;
+        let logged = decode_logged(frame.to_owned()).expect("decodes");
+        assert_eq!((logged.seq, logged.event), (3, EventType::Succeeded));
+        assert_eq!(logged.emitted_at, None);
+        assert_eq!(logged.text.as_str(), frame);
+        assert!(decode_logged("[]".to_owned()).is_none());
     }
 
     #[test]

@@ -18,6 +18,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use redis::streams::StreamRangeReply;
 use redis::{AsyncCommands, Value};
+use serde::Deserialize;
 use serde_json::Value as Json;
 
 use super::{Store, StoreError, StoreResult, scripts};
@@ -32,39 +33,56 @@ impl Store {
         after_seq: u64,
         limit: usize,
     ) -> StoreResult<Vec<Event>> {
-        let limit = limit.max(1);
-        let key = self.keys().log(root, id);
-        let first = isize::try_from(after_seq).unwrap_or(isize::MAX);
-        let last = first.saturating_add(isize::try_from(limit - 1).unwrap_or(isize::MAX));
-        let frames: Vec<String> = self.conn().lrange(&key, first, last).await?;
-        let page = frames
+        self.event_frames(root, id, after_seq, limit)
+            .await?
             .iter()
             .map(|frame| parse_frame(frame))
-            .collect::<StoreResult<Vec<_>>>()?;
-        if is_dense_after(&page, after_seq) {
-            return Ok(page);
-        }
-        if page.is_empty() {
-            // Nothing at that index: either the log ends before it (nothing
-            // new) or it does not start at seq 1. Its last entry tells.
-            let tail: Option<String> = self.conn().lindex(&key, -1).await?;
-            if let Some(tail) = tail
-                && parse_frame(&tail)?.seq <= after_seq
-            {
-                return Ok(page);
-            }
-        }
-        self.events_by_seq(root, id, after_seq, limit).await
+            .collect()
     }
 
-    /// The page assembled by seq from the whole list and the legacy stream.
-    async fn events_by_seq(
+    /// The same page as [`events`](Self::events), as the `event` frames
+    /// subscribers receive (the bytes that were published), so a replay
+    /// forwards them without decoding their data.
+    pub async fn event_frames(
         &self,
         root: &str,
         id: &str,
         after_seq: u64,
         limit: usize,
-    ) -> StoreResult<Vec<Event>> {
+    ) -> StoreResult<Vec<String>> {
+        let limit = limit.max(1);
+        let key = self.keys().log(root, id);
+        let first = isize::try_from(after_seq).unwrap_or(isize::MAX);
+        let last = first.saturating_add(isize::try_from(limit - 1).unwrap_or(isize::MAX));
+        let frames: Vec<String> = self.conn().lrange(&key, first, last).await?;
+        let seqs = frames
+            .iter()
+            .map(|frame| seq_of(frame))
+            .collect::<StoreResult<Vec<_>>>()?;
+        if is_dense_after(&seqs, after_seq) {
+            return Ok(frames);
+        }
+        if frames.is_empty() {
+            // Nothing at that index: either the log ends before it (nothing
+            // new) or it does not start at seq 1. Its last entry tells.
+            let tail: Option<String> = self.conn().lindex(&key, -1).await?;
+            if let Some(tail) = tail
+                && seq_of(&tail)? <= after_seq
+            {
+                return Ok(frames);
+            }
+        }
+        self.frames_by_seq(root, id, after_seq, limit).await
+    }
+
+    /// The page assembled by seq from the whole list and the legacy stream.
+    async fn frames_by_seq(
+        &self,
+        root: &str,
+        id: &str,
+        after_seq: u64,
+        limit: usize,
+    ) -> StoreResult<Vec<String>> {
         let (frames, legacy): (Vec<String>, StreamRangeReply) = redis::pipe()
             .lrange(self.keys().log(root, id), 0, -1)
             .cmd("XRANGE")
@@ -78,16 +96,18 @@ impl Store {
         let mut by_seq = BTreeMap::new();
         for entry in &legacy.ids {
             let event = event_from_entry(id, &entry.id, &entry.map)?;
-            by_seq.insert(event.seq, event);
+            let frame = serde_json::to_string(&event.to_frame())
+                .map_err(|err| StoreError::data(format!("event {}: {err}", entry.id)))?;
+            by_seq.insert(event.seq, frame);
         }
-        for frame in &frames {
-            let event = parse_frame(frame)?;
-            by_seq.insert(event.seq, event);
+        for frame in frames {
+            by_seq.insert(seq_of(&frame)?, frame);
         }
         Ok(by_seq
-            .into_values()
-            .filter(|event| event.seq > after_seq)
+            .into_iter()
+            .filter(|(seq, _)| *seq > after_seq)
             .take(limit)
+            .map(|(_, frame)| frame)
             .collect())
     }
 }
@@ -95,12 +115,19 @@ impl Store {
 /// Whether a page read from index `after_seq` holds seqs `after_seq + 1`,
 /// `after_seq + 2`, … — where a dense log has them. An empty page is not
 /// known to be either.
-fn is_dense_after(page: &[Event], after_seq: u64) -> bool {
-    !page.is_empty()
-        && page
-            .iter()
-            .zip(after_seq + 1..)
-            .all(|(event, seq)| event.seq == seq)
+fn is_dense_after(seqs: &[u64], after_seq: u64) -> bool {
+    !seqs.is_empty() && seqs.iter().zip(after_seq + 1..).all(|(seq, at)| *seq == at)
+}
+
+/// The seq of a logged frame, read without decoding the rest.
+fn seq_of(frame: &str) -> StoreResult<u64> {
+    #[derive(Deserialize)]
+    struct Head {
+        seq: u64,
+    }
+    serde_json::from_str::<Head>(frame)
+        .map(|head| head.seq)
+        .map_err(|err| StoreError::data(format!("bad event frame in the log: {err}")))
 }
 
 fn parse_frame(frame: &str) -> StoreResult<Event> {
@@ -140,21 +167,11 @@ fn event_from_entry(id: &str, entry_id: &str, map: &HashMap<String, Value>) -> S
 mod tests {
     use super::*;
 
-    fn event(seq: u64) -> Event {
-        Event {
-            operation_id: "op".into(),
-            seq,
-            event_type: EventType::Progress,
-            at: "2026-11-25T00:00:00Z".into(),
-            data: Json::Null,
-        }
-    }
-
     #[test]
     fn a_page_is_dense_when_its_seqs_follow_after_seq() {
-        assert!(is_dense_after(&[event(4), event(5)], 3));
-        assert!(!is_dense_after(&[event(5), event(6)], 3), "a hole before");
-        assert!(!is_dense_after(&[event(4), event(6)], 3), "a hole within");
+        assert!(is_dense_after(&[4, 5], 3));
+        assert!(!is_dense_after(&[5, 6], 3), "a hole before");
+        assert!(!is_dense_after(&[4, 6], 3), "a hole within");
         assert!(!is_dense_after(&[], 3), "nothing read proves nothing");
     }
 
@@ -165,6 +182,8 @@ mod tests {
         assert_eq!(read.seq, 2);
         assert_eq!(read.event_type, EventType::Progress);
         assert_eq!(read.data["percent"], 5);
+        assert_eq!(seq_of(frame).expect("a seq"), 2);
         assert!(parse_frame("{}").is_err());
+        assert!(seq_of("{}").is_err());
     }
 }
