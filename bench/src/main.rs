@@ -44,6 +44,8 @@ enum Command {
     Stream(Targeted<scenario::stream::Args>),
     /// POST until the terminal event is seen on the WebSocket.
     E2e(Targeted<scenario::e2e::Args>),
+    /// C WebSocket clients arriving at once, each replaying a whole log (longrun).
+    Replay(scenario::replay::Args),
     /// redis-benchmark on the same Redis settings: the physical limit.
     Limit(scenario::limit::Args),
     /// Redis's own µs per operation for each of a job's transitions (create, claim, complete).
@@ -95,6 +97,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Stream(t) => ("stream", t.target),
         Command::E2e(t) => ("e2e", t.target),
         Command::Limit(_) => ("limit", Target::Longrun),
+        Command::Replay(_) => ("replay", Target::Longrun),
         Command::Transitions(_) => ("transitions", Target::Longrun),
         Command::Soak(_) => ("soak", Target::Longrun),
         Command::Report(args) => return report::write(args),
@@ -107,6 +110,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Stream(t) => scenario::stream::run(t.target, setup, &t.args).await,
         Command::E2e(t) => scenario::e2e::run(t.target, setup, &t.args).await,
         Command::Limit(args) => scenario::limit::run(args).await,
+        Command::Replay(args) => scenario::replay::run(setup, args).await,
         Command::Transitions(args) => scenario::transitions::run(args).await,
         Command::Soak(args) => scenario::soak::run(Target::Longrun, setup, args).await,
         Command::Report(_) | Command::Bullmq(_) => unreachable!("handled above"),

@@ -173,6 +173,7 @@ persistence, `maxmemory-policy noeviction`), driven by the same load generator \
     fanout(&mut md, run);
     stream(&mut md, run);
     e2e(&mut md, run);
+    replay(&mut md, run);
     producer(&mut md, run);
     limit(&mut md, run);
     transitions(&mut md, run);
@@ -649,6 +650,37 @@ only way it learns of an operation that ended before the subscription). Latency 
     }
 }
 
+fn replay(md: &mut String, run: &Run) {
+    let Some(r) = run.find("replay", "longrun", |_| true) else {
+        return;
+    };
+    let _ = writeln!(
+        md,
+        "\n## Replay: clients arriving at once with `after_seq: 0` (longrun)\n\nAs after a \
+gateway restart: {} clients connect, then all subscribe at once to one of {} operations with \
+`after_seq: 0` and read its whole log ({} events, written beforehand) to the terminal event. \
+The peer has no counterpart (Socket.IO rooms keep no history).\n",
+        show(&r["clients"]),
+        show(&r["operations"]),
+        show(&r["events_per_operation"])
+    );
+    let _ = writeln!(
+        md,
+        "| clients with their whole log | events replayed | seconds | events/s | gateway CPU per event | CPU s |\n|---|---|---|---|---|---|"
+    );
+    let _ = writeln!(
+        md,
+        "| {} of {} | {} | {} | {} | {} µs | {} |",
+        show(&r["clients_with_whole_log"]),
+        show(&r["clients"]),
+        show(&r["replayed_events"]),
+        show(&r["seconds"]),
+        show(&r["events_per_s"]),
+        show(&r["gateway_cpu_us_per_event"]),
+        cpu(&r["cpu_s"])
+    );
+}
+
 fn producer(md: &mut String, run: &Run) {
     let add = run.find("bullmq.add", "", |_| true);
     let bulk = run.find("bullmq.add-bulk", "", |_| true);
@@ -913,6 +945,22 @@ mod tests {
         assert!(md.contains("| create | 25.5, 26.0 | 30.0, 31.5 |"), "{md}");
         assert!(
             md.contains("| complete | 30.0, 31.0 | 30.0, 31.0 |"),
+            "{md}"
+        );
+    }
+
+    #[test]
+    fn replay_is_reported_with_its_gateway_cost() {
+        let run = Run(vec![json!({
+            "scenario": "replay", "target": "longrun", "clients": 1000, "operations": 10,
+            "events_per_operation": 203, "replayed_events": 203000,
+            "clients_with_whole_log": 1000, "seconds": 0.79, "events_per_s": 257317.0,
+            "gateway_cpu_us_per_event": 4.78, "cpu_s": {"gateway": 0.97},
+        })]);
+        let md = render(&run, "", &[], &args());
+        assert!(md.contains("## Replay: clients arriving at once"), "{md}");
+        assert!(
+            md.contains("| 1000 of 1000 | 203000 | 0.79 | 257317 | 4.78 µs |"),
             "{md}"
         );
     }

@@ -7,6 +7,7 @@
 //! - [`fanout`]: a parent with N children (longrun's `demo.fanout`).
 //! - [`stream`]: C WebSocket clients following operations that emit progress.
 //! - [`e2e`]: POST until the terminal event is seen on the WebSocket.
+//! - [`replay`]: C WebSocket clients replaying whole logs at once (longrun).
 //! - [`limit`]: `redis-benchmark` against the same Redis settings.
 //! - [`transitions`]: Redis's own µs per operation for create, claim, complete.
 //! - [`bullmq`]: BullMQ's queue-level benchmarks (bench/peers/queue-bench.mjs).
@@ -17,6 +18,7 @@ pub mod e2e;
 pub mod fanout;
 pub mod initiate;
 pub mod limit;
+pub mod replay;
 pub mod soak;
 pub mod stream;
 pub mod throughput;
