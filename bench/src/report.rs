@@ -154,7 +154,14 @@ fn verdict(met: Option<bool>) -> &'static str {
 /// `sections`: markdown placed as is after the measured ones (the notes, the soak).
 fn render(run: &Run, commands: &str, sections: &[&str], args: &Args) -> String {
     let mut md = String::new();
-    let date = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
+    // When the run began (its first scenario's line), not when this was written.
+    let date = run
+        .0
+        .iter()
+        .find_map(|line| line["at"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| {
+            humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+        });
     let _ = writeln!(md, "# Performance\n");
     let _ = writeln!(
         md,
