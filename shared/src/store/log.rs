@@ -11,8 +11,8 @@
 //! an upgrade has its first events there and the rest in the list. Every
 //! page read checks that the entries' seqs are where density puts them;
 //! when they are not (such an operation, or a log that is not dense for any
-//! other reason), the page is assembled from both logs by seq instead.
-//! Reading stays correct either way; only the fast path assumes density.
+//! other reason), the page is assembled from both logs by seq instead,
+//! each read a page's worth from where `after_seq` falls in it.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -75,7 +75,10 @@ impl Store {
         self.frames_by_seq(root, id, after_seq, limit).await
     }
 
-    /// The page assembled by seq from the whole list and the legacy stream.
+    /// The page assembled by seq from the legacy stream and the list. The
+    /// list's first seq says how many events came before it (in the
+    /// stream), so the list is read from where `after_seq` falls in it, a
+    /// page's worth, however long the log is.
     async fn frames_by_seq(
         &self,
         root: &str,
@@ -83,8 +86,9 @@ impl Store {
         after_seq: u64,
         limit: usize,
     ) -> StoreResult<Vec<String>> {
-        let (frames, legacy): (Vec<String>, StreamRangeReply) = redis::pipe()
-            .lrange(self.keys().log(root, id), 0, -1)
+        let key = self.keys().log(root, id);
+        let (head, legacy): (Option<String>, StreamRangeReply) = redis::pipe()
+            .lindex(&key, 0)
             .cmd("XRANGE")
             .arg(self.keys().legacy_log(root, id))
             .arg(format!("({after_seq}-0"))
@@ -100,8 +104,15 @@ impl Store {
                 .map_err(|err| StoreError::data(format!("event {}: {err}", entry.id)))?;
             by_seq.insert(event.seq, frame);
         }
-        for frame in frames {
-            by_seq.insert(seq_of(&frame)?, frame);
+        if let Some(head) = head {
+            let before_list = seq_of(&head)?.saturating_sub(1);
+            let first =
+                isize::try_from(after_seq.saturating_sub(before_list)).unwrap_or(isize::MAX);
+            let last = first.saturating_add(isize::try_from(limit - 1).unwrap_or(isize::MAX));
+            let frames: Vec<String> = self.conn().lrange(&key, first, last).await?;
+            for frame in frames {
+                by_seq.insert(seq_of(&frame)?, frame);
+            }
         }
         Ok(by_seq
             .into_iter()

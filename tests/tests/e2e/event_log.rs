@@ -60,23 +60,23 @@ async fn an_operation_whose_log_began_as_a_stream_reads_back_whole_and_in_order(
     let op = queued(&client).await;
     let worker = StandIn::claim(&platform.store, &op.id).await;
     for step in 1..=3 {
-        worker.progress(f64::from(step) * 10.0, &json!({})).await;
+        worker.progress(f64::from(step) * 2.0, &json!({})).await;
     }
     let moved = move_log_to_legacy_stream(&platform.store, &op.id).await;
     assert_eq!(moved, 5, "created, started and three progress events");
 
     // The new version goes on appending to the list.
-    for step in 4..=6 {
-        worker.progress(f64::from(step) * 10.0, &json!({})).await;
+    for step in 4..=40 {
+        worker.progress(f64::from(step) * 2.0, &json!({})).await;
     }
-    worker.complete(&json!({"rows": 6})).await;
+    worker.complete(&json!({"rows": 40})).await;
     let last = client.get(&op.id).await.expect("resource").seq;
-    assert_eq!(last, 9);
+    assert_eq!(last, 43);
 
     // Page by page over HTTP, from every starting point.
     for after in 0..=last {
-        let page = client.events(&op.id, after, 2).await.expect("page");
-        let expected: Vec<u64> = (after + 1..=last).take(2).collect();
+        let page = client.events(&op.id, after, 7).await.expect("page");
+        let expected: Vec<u64> = (after + 1..=last).take(7).collect();
         let got: Vec<u64> = page.events.iter().map(|event| event.seq).collect();
         assert_eq!(got, expected, "the page after seq {after}");
     }
@@ -86,7 +86,7 @@ async fn an_operation_whose_log_began_as_a_stream_reads_back_whole_and_in_order(
         contiguous(1, last)
     );
     assert_eq!(all[0].event_type, EventType::Created);
-    assert_eq!(all[5].data["percent"], 40.0, "the first event of the list");
+    assert_eq!(all[5].data["percent"], 8.0, "the first event of the list");
 
     // Replayed over the WebSocket from the start.
     let mut ws = platform.ws("ulla").await;
