@@ -497,11 +497,12 @@ fn fanout(md: &mut String, run: &Run) {
 concurrency 100; wall time from the POST to the parent's terminal state (the api's long poll). \
 BullMQ: `FlowProducer.add` of 1 parent + N no-op children, child worker concurrency 100, until \
 the parent completed. Redis `used_memory` before, right after (terminal operations are kept for \
-the retention period), and once retention expired them.\n"
+the retention period), and once retention expired them. CPU s: each longrun process's CPU from \
+the POST to the parent's end.\n"
     );
     let _ = writeln!(
         md,
-        "| children | system | wall ms | longrun ÷ BullMQ | Redis before → after → after retention | keys after | Redis commands per operation |\n|---|---|---|---|---|---|---|"
+        "| children | system | wall ms | longrun ÷ BullMQ | Redis before → after → after retention | keys after | Redis commands per operation | CPU s |\n|---|---|---|---|---|---|---|---|"
     );
     let bull = run.bullmq_runs("bullmq.flow");
     let longrun: Vec<&Value> = run
@@ -522,7 +523,7 @@ the retention period), and once retention expired them.\n"
         if let Some(r) = longrun.iter().find(|r| r["children"] == n) {
             let _ = writeln!(
                 md,
-                "| {n} | longrun{} | {} | {} | {} → {} → {} | {} | {} |",
+                "| {n} | longrun{} | {} | {} | {} → {} → {} | {} | {} | {} |",
                 if r["timed_out"] == true {
                     " (TIMED OUT)"
                 } else {
@@ -536,13 +537,14 @@ the retention period), and once retention expired them.\n"
                     .as_f64()
                     .map_or("(not waited)".into(), |v| mib(Some(v))),
                 show(&r["redis_keys_after"]),
-                show(&r["redis_commands_per_operation"])
+                show(&r["redis_commands_per_operation"]),
+                cpu(&r["cpu_s"])
             );
         }
         if let Some(r) = b {
             let _ = writeln!(
                 md,
-                "| {n} | BullMQ flow{} | {} | | {} → {} | | {} |",
+                "| {n} | BullMQ flow{} | {} | | {} → {} | | {} | |",
                 if r["timed_out"] == true {
                     " (TIMED OUT)"
                 } else {

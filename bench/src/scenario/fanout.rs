@@ -11,7 +11,7 @@ use anyhow::{Result, bail};
 use serde_json::{Value, json};
 
 use super::{Report, mib};
-use crate::platform::{Platform, Roles, Setup, Target};
+use crate::platform::{Platform, Roles, Setup, Target, cpu_between};
 use crate::redis_probe;
 use crate::stats::round;
 
@@ -89,6 +89,7 @@ async fn one(setup: &Setup, args: &Args, children: u32) -> Result<Value> {
     let memory_before = redis_probe::used_memory(&mut probe).await?;
     let keys_before = redis_probe::dbsize(&mut probe).await?;
     let calls_before = redis_probe::command_calls(&mut probe).await?;
+    let cpu_before = platform.stats();
 
     let began = Instant::now();
     let started: Value = http
@@ -124,6 +125,7 @@ async fn one(setup: &Setup, args: &Args, children: u32) -> Result<Value> {
         }
     }
     let wall = began.elapsed();
+    let cpu = cpu_between(&cpu_before, &platform.stats());
     let done = parent["done"] == true;
     let memory_after = redis_probe::used_memory(&mut probe).await?;
     let keys_after = redis_probe::dbsize(&mut probe).await?;
@@ -151,6 +153,7 @@ async fn one(setup: &Setup, args: &Args, children: u32) -> Result<Value> {
         "redis_keys_after": keys_after,
         "redis_keys_after_retention": keys_expired,
         "redis_commands_per_operation": round(calls.values().sum::<u64>() as f64 / f64::from(children + 1), 2),
+        "cpu_s": cpu,
     }))
 }
 
