@@ -52,9 +52,7 @@ impl Store {
     ) -> StoreResult<Vec<String>> {
         let limit = limit.max(1);
         let key = self.keys().log(root, id);
-        let first = isize::try_from(after_seq).unwrap_or(isize::MAX);
-        let last = first.saturating_add(isize::try_from(limit - 1).unwrap_or(isize::MAX));
-        let frames: Vec<String> = self.conn().lrange(&key, first, last).await?;
+        let frames = self.log_page(&key, after_seq, limit).await?;
         let seqs = frames
             .iter()
             .map(|frame| seq_of(frame))
@@ -73,6 +71,13 @@ impl Store {
             }
         }
         self.frames_by_seq(root, id, after_seq, limit).await
+    }
+
+    /// Up to `limit` entries of the list `key` from index `start`.
+    async fn log_page(&self, key: &str, start: u64, limit: usize) -> StoreResult<Vec<String>> {
+        let first = isize::try_from(start).unwrap_or(isize::MAX);
+        let last = first.saturating_add(isize::try_from(limit.max(1) - 1).unwrap_or(isize::MAX));
+        Ok(self.conn().lrange(key, first, last).await?)
     }
 
     /// The page assembled by seq from the legacy stream and the list. The
@@ -106,11 +111,8 @@ impl Store {
         }
         if let Some(head) = head {
             let before_list = seq_of(&head)?.saturating_sub(1);
-            let first =
-                isize::try_from(after_seq.saturating_sub(before_list)).unwrap_or(isize::MAX);
-            let last = first.saturating_add(isize::try_from(limit - 1).unwrap_or(isize::MAX));
-            let frames: Vec<String> = self.conn().lrange(&key, first, last).await?;
-            for frame in frames {
+            let start = after_seq.saturating_sub(before_list);
+            for frame in self.log_page(&key, start, limit).await? {
                 by_seq.insert(seq_of(&frame)?, frame);
             }
         }
