@@ -43,28 +43,32 @@ struct Head<'a> {
 /// Decodes a published payload; `None` for anything that is not an event frame.
 pub fn decode(payload: &[u8]) -> Option<Live> {
     let text = std::str::from_utf8(payload).ok()?;
-    let head: Head<'_> = serde_json::from_str(text).ok()?;
-    Some(Arc::new(LiveEvent {
-        operation_id: Arc::from(head.operation_id.as_ref()),
-        seq: head.seq,
-        event: head.event,
-        emitted_at: humantime::parse_rfc3339(&head.at).ok(),
-        text: Utf8Bytes::from(text.to_owned()),
-    }))
+    event_of(text.to_owned(), true).map(Arc::new)
 }
 
 /// Decodes a frame read from the log (the same bytes that were published),
 /// keeping the string it was read into. No emit time: a replayed event's
 /// delay is not delivery latency.
 pub fn decode_logged(frame: String) -> Option<LiveEvent> {
-    let head: Head<'_> = serde_json::from_str(&frame).ok()?;
+    event_of(frame, false)
+}
+
+/// An event frame's head fields, with its text; the emit time (its `at`)
+/// only when `emit_time`.
+fn event_of(text: String, emit_time: bool) -> Option<LiveEvent> {
+    let head: Head<'_> = serde_json::from_str(&text).ok()?;
+    let emitted_at = if emit_time {
+        humantime::parse_rfc3339(&head.at).ok()
+    } else {
+        None
+    };
     let (operation_id, seq, event) = (Arc::from(head.operation_id.as_ref()), head.seq, head.event);
     Some(LiveEvent {
         operation_id,
         seq,
         event,
-        emitted_at: None,
-        text: Utf8Bytes::from(frame),
+        emitted_at,
+        text: Utf8Bytes::from(text),
     })
 }
 
