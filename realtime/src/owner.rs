@@ -96,19 +96,6 @@ impl OwnerFollower {
         if self.finished.contains(id) {
             return true;
         }
-        // The common case, in place: the next event of a followed operation.
-        if let Some(cursor) = self.cursors.get_mut(id) {
-            match cursor.offer(event, &self.sink) {
-                Offered::Sent | Offered::Old => return true,
-                Offered::Closed => return false,
-                Offered::Terminal => {
-                    self.cursors.remove(id);
-                    self.finished.insert(id.clone());
-                    return true;
-                }
-                Offered::Gap => {}
-            }
-        }
         let mut cursor = match self.cursors.remove(id) {
             Some(cursor) => cursor,
             None if event.seq > 1 && created_after(id, self.since_ms) => {
