@@ -70,7 +70,7 @@ impl Store {
                 return Ok(frames);
             }
         }
-        self.frames_by_seq(root, id, after_seq, limit).await
+        self.frames_by_seq(&key, root, id, after_seq, limit).await
     }
 
     /// Up to `limit` entries of the list `key` from index `start`.
@@ -80,20 +80,20 @@ impl Store {
         Ok(self.conn().lrange(key, first, last).await?)
     }
 
-    /// The page assembled by seq from the legacy stream and the list. The
+    /// The page assembled by seq from the legacy stream and the list `key`. The
     /// list's first seq says how many events came before it (in the
     /// stream), so the list is read from where `after_seq` falls in it, a
     /// page's worth, however long the log is.
     async fn frames_by_seq(
         &self,
+        key: &str,
         root: &str,
         id: &str,
         after_seq: u64,
         limit: usize,
     ) -> StoreResult<Vec<String>> {
-        let key = self.keys().log(root, id);
         let (head, legacy): (Option<String>, StreamRangeReply) = redis::pipe()
-            .lindex(&key, 0)
+            .lindex(key, 0)
             .cmd("XRANGE")
             .arg(self.keys().legacy_log(root, id))
             .arg(format!("({after_seq}-0"))
@@ -112,7 +112,7 @@ impl Store {
         if let Some(head) = head {
             let before_list = seq_of(&head)?.saturating_sub(1);
             let start = after_seq.saturating_sub(before_list);
-            for frame in self.log_page(&key, start, limit).await? {
+            for frame in self.log_page(key, start, limit).await? {
                 by_seq.insert(seq_of(&frame)?, frame);
             }
         }
