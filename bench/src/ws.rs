@@ -32,6 +32,8 @@ pub struct Delivery {
     pub event: String,
     /// Receive time minus emit time, ms (`None` when the event has no usable emit time).
     pub latency_ms: Option<f64>,
+    /// The emit time, ms since the epoch (`None` as for the latency).
+    pub emitted_ms: Option<f64>,
 }
 
 impl Delivery {
@@ -346,6 +348,7 @@ fn delivery(wire: Wire, received: f64) -> Delivery {
         seq: wire.seq,
         event: wire.event,
         latency_ms: emitted.map(|t| received - t),
+        emitted_ms: emitted,
     }
 }
 

@@ -59,6 +59,8 @@ struct Seen {
     closed: Option<String>,
     errors: Vec<String>,
     last_receive: Option<Instant>,
+    /// Each progress event's seq and emit time (ms since the epoch).
+    emitted: Vec<(u64, f64)>,
 }
 
 pub async fn run(target: Target, setup: &Setup, args: &Args) -> Result<Report> {
@@ -116,9 +118,14 @@ pub async fn run(target: Target, setup: &Setup, args: &Args) -> Result<Report> {
 
     let deadline = began + Duration::from_millis(args.duration_ms) + Duration::from_secs(60);
     let mut seen = Vec::with_capacity(args.clients);
+    let mut open = Vec::with_capacity(args.clients);
     loop {
         match tokio::time::timeout_at(deadline.into(), readers.join_next()).await {
-            Ok(Some(joined)) => seen.push(joined?),
+            Ok(Some(joined)) => {
+                let (client_saw, client) = joined?;
+                seen.push(client_saw);
+                open.push(client);
+            }
             Ok(None) => break,
             Err(_) => {
                 let _ = stop_tx.send(true);
@@ -127,6 +134,7 @@ pub async fn run(target: Target, setup: &Setup, args: &Args) -> Result<Report> {
     }
     let cpu = cpu_between(&before, &platform.stats());
     platform.ensure_running()?;
+    futures_util::future::join_all(open.into_iter().map(WsClient::close)).await;
 
     // The log's length per operation: every seq a subscriber must get.
     let final_seq = final_seqs(&platform, &api, &ids, args, &owner).await?;
@@ -134,6 +142,7 @@ pub async fn run(target: Target, setup: &Setup, args: &Args) -> Result<Report> {
     let delivered = tally.delivered;
     let last = seen.iter().filter_map(|s| s.last_receive).max();
     let window = last.map_or(0.0, |last| (last - began).as_secs_f64());
+    let burst = largest_burst(&seen, BURST_WINDOW_MS);
     let latency = Summary::of(seen.into_iter().flat_map(|s| s.latencies_ms).collect());
     let per_connection = rss_connected.saturating_sub(rss_idle_gateway) / args.clients as u64;
 
@@ -158,6 +167,7 @@ pub async fn run(target: Target, setup: &Setup, args: &Args) -> Result<Report> {
     report.set("clients_closed", &tally.closed);
     report.set("client_errors", &tally.errors);
     report.set("events_per_s", rate(delivered, window));
+    report.set("largest_burst", burst);
     report.set("delivery_latency_ms", &latency);
     report.set("gateway_rss_idle_bytes", rss_idle_gateway);
     report.set("gateway_rss_connected_bytes", rss_connected);
@@ -189,6 +199,10 @@ pub async fn run(target: Target, setup: &Setup, args: &Args) -> Result<Report> {
     report.row("events/s delivered", rate(delivered, window).to_string());
     report.row("latency ms p50/p95/p99/max", latency.line());
     report.row(
+        "largest burst",
+        format!("{burst} deliveries of events emitted within {BURST_WINDOW_MS} ms"),
+    );
+    report.row(
         "gateway RSS idle -> connected",
         format!(
             "{} -> {} ({:.1} KiB per connection)",
@@ -202,7 +216,11 @@ pub async fn run(target: Target, setup: &Setup, args: &Args) -> Result<Report> {
 }
 
 /// Reads one client's events until its operation's terminal event (or stop).
-async fn follow(mut client: WsClient, owner: usize, mut stop: watch::Receiver<bool>) -> Seen {
+async fn follow(
+    mut client: WsClient,
+    owner: usize,
+    mut stop: watch::Receiver<bool>,
+) -> (Seen, WsClient) {
     let mut seen = Seen {
         owner,
         ..Seen::default()
@@ -220,6 +238,9 @@ async fn follow(mut client: WsClient, owner: usize, mut stop: watch::Receiver<bo
                     && let Some(latency) = event.latency_ms
                 {
                     seen.latencies_ms.push(latency);
+                    if let Some(emitted) = event.emitted_ms {
+                        seen.emitted.push((event.seq, emitted));
+                    }
                 }
                 if event.is_terminal() {
                     seen.terminal = true;
@@ -238,8 +259,39 @@ async fn follow(mut client: WsClient, owner: usize, mut stop: watch::Receiver<bo
             }
         }
     }
-    client.close().await;
-    seen
+    (seen, client)
+}
+
+/// The window within which events emitted count as one burst, ms.
+const BURST_WINDOW_MS: f64 = 1.0;
+
+/// The most deliveries due at once: over every window of `window_ms`, the
+/// progress events emitted in it times the clients that receive each. It
+/// says what load the run really made: operations started together step
+/// in lockstep (one burst of every client per step) only if the system
+/// started them within a window of each other.
+fn largest_burst(seen: &[Seen], window_ms: f64) -> u64 {
+    let mut receivers: BTreeMap<(usize, u64), (f64, u64)> = BTreeMap::new();
+    for client in seen {
+        for &(seq, emitted) in &client.emitted {
+            receivers
+                .entry((client.owner, seq))
+                .or_insert((emitted, 0))
+                .1 += 1;
+        }
+    }
+    let mut events: Vec<(f64, u64)> = receivers.into_values().collect();
+    events.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let (mut largest, mut in_window, mut first) = (0, 0, 0);
+    for &(emitted, count) in &events {
+        in_window += count;
+        while events[first].0 <= emitted - window_ms {
+            in_window -= events[first].1;
+            first += 1;
+        }
+        largest = largest.max(in_window);
+    }
+    largest
 }
 
 /// The last seq of each operation's log: longrun's resource says it; the
@@ -329,5 +381,27 @@ mod tests {
         assert_eq!(tally.duplicates, 1);
         assert_eq!(tally.reorders, 1);
         assert_eq!(tally.unfinished, 1);
+    }
+
+    fn emitting(owner: usize, emitted: &[(u64, f64)]) -> Seen {
+        Seen {
+            owner,
+            emitted: emitted.to_vec(),
+            ..Seen::default()
+        }
+    }
+
+    #[test]
+    fn the_largest_burst_counts_deliveries_of_events_emitted_close_together() {
+        // Owner 0 (two clients) and owner 1 (one client) step 0.5 ms apart,
+        // then 50 ms apart.
+        let seen = [
+            emitting(0, &[(3, 1000.0), (4, 1100.0)]),
+            emitting(0, &[(3, 1000.0), (4, 1100.0)]),
+            emitting(1, &[(3, 1000.5), (4, 1150.0)]),
+        ];
+        assert_eq!(largest_burst(&seen, 1.0), 3);
+        assert_eq!(largest_burst(&seen, 0.1), 2);
+        assert_eq!(largest_burst(&[], 1.0), 0);
     }
 }
