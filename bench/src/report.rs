@@ -572,7 +572,8 @@ stay connected until every client has its operation's terminal event.\n\n\
 *Largest burst* is the load the run really made: the most deliveries of events emitted within one \
 millisecond. The 10 operations are started together, but they step in lockstep only if the system \
 starts them within a millisecond of each other: longrun does (a burst of C deliveries every \
-100 ms), the peer's worker starts them up to ~100 ms apart (bursts of about C ÷ 10). Rows with \
+100 ms), the peer's worker starts them up to ~100 ms apart, so its bursts are smaller (the \
+column says how much). Rows with \
 *1 operation* have all C clients follow one operation: a burst of C per step for both targets \
 alike; the goal row uses those. Rows marked *staggered* start the 10 operations spread over one \
 step interval (10 ms apart), as independent users' operations would be.\n"
