@@ -14,9 +14,7 @@ redis.call('HSET', k,
   'status', 'queued', 'seq', 1, 'attempt', 0, 'max_attempts', ARGV[9], 'gen', 1,
   'input', ARGV[8], 'opts', ARGV[10], 'timeout_ms', ARGV[11], 'deadline', int(deadline),
   'policy', ARGV[13], 'request_id', ARGV[14], 'idem', ARGV[15],
-  'progress', '{"percent":0,"message":null,"data":null}', 'pct', 0,
-  'created_at', NOW_ISO, 'updated_at', NOW_ISO,
-  'c_total', 0, 'c_queued', 0, 'c_running', 0, 'c_succeeded', 0, 'c_failed', 0, 'c_cancelled', 0)
+  'created_at', NOW_ISO, 'updated_at', NOW_ISO)
 OWNERS[id] = ARGV[7]
 local seq = emit(id, 'created', cjson.encode({ kind = ARGV[6], request_id = ARGV[14] }), 1)
 return { seq, deadline }

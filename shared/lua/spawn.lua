@@ -35,9 +35,7 @@ for i = 1, n do
     'status', 'queued', 'seq', 1, 'attempt', 0, 'max_attempts', ARGV[9], 'gen', 1,
     'input', ARGV[13 + n + i], 'opts', ARGV[10], 'timeout_ms', ARGV[11], 'deadline', 0,
     'policy', ARGV[12], 'request_id', pf[2] or '', 'idem', '',
-    'progress', '{"percent":0,"message":null,"data":null}', 'pct', 0,
-    'created_at', NOW_ISO, 'updated_at', NOW_ISO,
-    'c_total', 0, 'c_queued', 0, 'c_running', 0, 'c_succeeded', 0, 'c_failed', 0, 'c_cancelled', 0)
+    'created_at', NOW_ISO, 'updated_at', NOW_ISO)
   redis.call('RPUSH', k_kids(parent), id)
   OWNERS[id] = pf[1]
   emit(id, 'created', '{"kind":"' .. ARGV[8] .. '","parent_id":"' .. parent .. '"}', 1)

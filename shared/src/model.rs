@@ -354,6 +354,36 @@ mod tests {
     }
 
     #[test]
+    fn a_new_operation_renders_no_progress_and_no_children_from_absent_fields() {
+        // create.lua and spawn.lua write neither `progress` nor the child
+        // counts: a queued operation renders their zero values.
+        let fields: HashMap<String, String> = [
+            ("id", "0193a3f6-0000-7000-8000-000000000002"),
+            ("kind", "demo.sleep"),
+            ("status", "queued"),
+            ("seq", "1"),
+            ("attempt", "0"),
+            ("max_attempts", "3"),
+            ("created_at", "2026-11-24T10:00:00Z"),
+            ("updated_at", "2026-11-24T10:00:00Z"),
+            ("owner", "alice"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let op = Operation::from_hash(&fields).expect("renders").operation;
+        let json = serde_json::to_value(&op).expect("serialises");
+        assert_eq!(
+            json["progress"],
+            serde_json::json!({"percent": 0.0, "message": null, "data": null})
+        );
+        assert_eq!(
+            json["children"],
+            serde_json::json!({"total": 0, "queued": 0, "running": 0, "succeeded": 0, "failed": 0, "cancelled": 0})
+        );
+    }
+
+    #[test]
     fn an_empty_hash_is_no_operation() {
         assert!(Operation::from_hash(&HashMap::new()).is_none());
     }
