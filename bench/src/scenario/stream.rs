@@ -9,6 +9,12 @@
 //! of the operation's log a client did not get; must be 0), duplicates and
 //! reorders, dropped connections, and the gateway's RSS per idle connection
 //! (RSS after C clients connected and subscribed, minus RSS before, ÷ C).
+//!
+//! It also reports the largest burst: the most deliveries of events emitted
+//! within one millisecond, i.e. the load the run really made (operations
+//! started together step in lockstep only if the target started them
+//! within a millisecond). Clients stay connected until every client saw its
+//! terminal event, so no client's close handshake lands in another's burst.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
