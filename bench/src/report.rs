@@ -805,7 +805,7 @@ a busy machine inflates them): the function calls, and everything the step sent.
             .collect::<Vec<_>>()
             .join(", ")
     };
-    for step in ["create", "claim", "complete"] {
+    for step in crate::scenario::transitions::STEPS {
         let s = &t["steps"][step];
         let _ = writeln!(
             md,

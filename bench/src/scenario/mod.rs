@@ -27,12 +27,53 @@ pub mod transitions;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Result, bail};
+use longrun_shared::Store;
+use longrun_shared::store::queue::{Housekeeping, QueueEntry};
 use serde_json::{Map, Value, json};
 use tokio::sync::Semaphore;
 
 use crate::platform::Target;
 use crate::ws::WsClient;
+
+/// C WebSocket clients spread over O operations, each of its own owner:
+/// client i follows operation i mod O (`stream`, `replay`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct Audience {
+    /// WebSocket clients (spread over the operations).
+    #[arg(long, default_value_t = 1_000)]
+    pub clients: usize,
+    /// Operations, each of its own owner.
+    #[arg(long, default_value_t = 10)]
+    pub ops: usize,
+}
+
+impl Audience {
+    /// Refuses a spread that leaves an operation without a client.
+    pub fn check(&self) -> Result<()> {
+        if self.ops == 0 || self.clients < self.ops {
+            bail!("need at least one operation and one client per operation");
+        }
+        Ok(())
+    }
+}
+
+/// Reads `n` new entries of queue shard 0 as consumer `consumer`, which
+/// the operations created just before put there (their creation adds
+/// them before it answers).
+pub async fn read_entries(store: &Store, consumer: &str, n: usize) -> Result<Vec<QueueEntry>> {
+    let mut entries = Vec::with_capacity(n);
+    while entries.len() < n {
+        let read = store
+            .read_new(0, &Housekeeping::default(), consumer, n - entries.len())
+            .await?;
+        if read.entries.is_empty() {
+            bail!("only {} of {n} queue entries were there", entries.len());
+        }
+        entries.extend(read.entries);
+    }
+    Ok(entries)
+}
 
 /// What a scenario measured.
 #[derive(Debug, Default)]

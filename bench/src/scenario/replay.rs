@@ -15,11 +15,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use futures_util::future::try_join_all;
 use longrun_shared::Store;
-use longrun_shared::store::queue::Housekeeping;
 use longrun_shared::store::transitions::{Claim, ClaimedJob};
 use serde_json::json;
 
-use super::{Report, connect_many};
+use super::{Audience, Report, connect_many, read_entries};
 use crate::http_load::{Api, Started};
 use crate::platform::{Platform, Roles, Setup, Target, cpu_between};
 use crate::stats::{rate, round};
@@ -27,12 +26,8 @@ use crate::ws::{Incoming, WsClient};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
-    /// WebSocket clients (spread over the operations).
-    #[arg(long, default_value_t = 1_000)]
-    pub clients: usize,
-    /// Operations, each of its own owner.
-    #[arg(long, default_value_t = 10)]
-    pub ops: usize,
+    #[command(flatten)]
+    pub audience: Audience,
     /// Progress events logged per operation.
     #[arg(long, default_value_t = 200)]
     pub events: u64,
@@ -41,9 +36,8 @@ pub struct Args {
 const CONSUMER: &str = "bench-replay";
 
 pub async fn run(setup: &Setup, args: &Args) -> Result<Report> {
-    if args.ops == 0 || args.clients < args.ops {
-        bail!("need at least one operation and one client per operation");
-    }
+    args.audience.check()?;
+    let Audience { clients, ops } = args.audience;
     let roles = Roles {
         api: true,
         workers: 0,
@@ -54,8 +48,8 @@ pub async fn run(setup: &Setup, args: &Args) -> Result<Report> {
     let api = Api::new(&platform.api_url)?;
     let owner = |i: usize| format!("bench-replay-{i}");
     let store = Store::connect(&platform.redis_url(), "lr", Duration::from_secs(3_600))?;
-    let mut ids = Vec::with_capacity(args.ops);
-    for index in 0..args.ops {
+    let mut ids = Vec::with_capacity(ops);
+    for index in 0..ops {
         let token = platform.token(&owner(index))?;
         match api.start(&token, "demo.sleep", &json!({})).await {
             Started::Accepted { id, .. } => ids.push(id),
@@ -70,18 +64,14 @@ pub async fn run(setup: &Setup, args: &Args) -> Result<Report> {
     .await?;
     let last_seq = args.events + 3; // created, started, the progress events, succeeded
 
-    let clients = connect_many(
-        Target::Longrun,
-        &platform.ws_url,
-        args.clients,
-        false,
-        |i| platform.token(&owner(i % args.ops)),
-    )
+    let connected = connect_many(Target::Longrun, &platform.ws_url, clients, false, |i| {
+        platform.token(&owner(i % ops))
+    })
     .await?;
     let before = platform.stats();
     let began = Instant::now();
-    let readers = clients.into_iter().enumerate().map(|(index, client)| {
-        let id = ids[index % args.ops].clone();
+    let readers = connected.into_iter().enumerate().map(|(index, client)| {
+        let id = ids[index % ops].clone();
         read_history(client, id)
     });
     let histories = try_join_all(readers).await?;
@@ -101,8 +91,8 @@ pub async fn run(setup: &Setup, args: &Args) -> Result<Report> {
     let per_event_us = round(gateway_cpu_s * 1e6 / replayed.max(1) as f64, 2);
 
     let mut report = Report::new("replay", Target::Longrun);
-    report.set("clients", args.clients);
-    report.set("operations", args.ops);
+    report.set("clients", clients);
+    report.set("operations", ops);
     report.set("events_per_operation", last_seq);
     report.set("replayed_events", replayed);
     report.set("clients_with_whole_log", whole);
@@ -112,11 +102,11 @@ pub async fn run(setup: &Setup, args: &Args) -> Result<Report> {
     report.set("cpu_s", &cpu);
     report.row(
         "clients / operations / events each",
-        format!("{} / {} / {last_seq}", args.clients, args.ops),
+        format!("{clients} / {ops} / {last_seq}"),
     );
     report.row(
         "clients with their whole log, in order",
-        format!("{whole} of {}", args.clients),
+        format!("{whole} of {clients}"),
     );
     report.row(
         "all replayed in",
@@ -133,23 +123,12 @@ pub async fn run(setup: &Setup, args: &Args) -> Result<Report> {
 /// Claims the operations' queue entries, as a worker would.
 async fn claim_all(store: &Store, ids: &[String]) -> Result<Vec<ClaimedJob>> {
     store.ensure_group(0).await?;
+    let entries = read_entries(store, CONSUMER, ids.len()).await?;
     let mut jobs = Vec::with_capacity(ids.len());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while jobs.len() < ids.len() {
-        if Instant::now() > deadline {
-            bail!(
-                "only {} of {} operations reached the queue",
-                jobs.len(),
-                ids.len()
-            );
-        }
-        let read = store
-            .read_new(0, &Housekeeping::default(), CONSUMER, ids.len())
-            .await?;
-        for claim in store.claim_batch(&read.entries, CONSUMER, 600_000).await? {
-            if let (Claim::Run(job), _) = claim? {
-                jobs.push(job);
-            }
+    for claim in store.claim_batch(&entries, CONSUMER, 600_000).await? {
+        match claim? {
+            (Claim::Run(job), _) => jobs.push(job),
+            (other, _) => bail!("a fresh operation was not claimed to run: {other:?}"),
         }
     }
     Ok(jobs)

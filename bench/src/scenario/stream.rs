@@ -19,11 +19,11 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use serde_json::json;
 use tokio::sync::watch;
 
-use super::{Report, connect_many, mib};
+use super::{Audience, Report, connect_many, mib};
 use crate::http_load::{Api, Started};
 use crate::platform::{Platform, Roles, Setup, Target, cpu_between};
 use crate::proc::ProcStats;
@@ -32,12 +32,8 @@ use crate::ws::{Incoming, WsClient};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
-    /// WebSocket clients.
-    #[arg(long, default_value_t = 1_000)]
-    pub clients: usize,
-    /// Owners, each with one operation (clients are spread over them).
-    #[arg(long, default_value_t = 10)]
-    pub ops: usize,
+    #[command(flatten)]
+    pub audience: Audience,
     /// Progress steps per operation.
     #[arg(long, default_value_t = 50)]
     pub steps: u32,
@@ -70,9 +66,8 @@ struct Seen {
 }
 
 pub async fn run(target: Target, setup: &Setup, args: &Args) -> Result<Report> {
-    if args.ops == 0 || args.clients < args.ops {
-        bail!("need at least one operation and one client per operation");
-    }
+    args.audience.check()?;
+    let Audience { clients, ops } = args.audience;
     let mut platform = Platform::start(target, setup, Roles::full())?;
     let api = Api::new(&platform.api_url)?;
     let owner = |i: usize| format!("bench-stream-{i}");
@@ -81,8 +76,7 @@ pub async fn run(target: Target, setup: &Setup, args: &Args) -> Result<Report> {
     let rss_idle_gateway = ProcStats::of(gateway).rss_bytes;
 
     let connect_began = Instant::now();
-    let ops = args.ops;
-    let clients = connect_many(target, &platform.ws_url, args.clients, true, |i| {
+    let connected = connect_many(target, &platform.ws_url, clients, true, |i| {
         platform.token(&owner(i % ops))
     })
     .await?;
@@ -92,7 +86,7 @@ pub async fn run(target: Target, setup: &Setup, args: &Args) -> Result<Report> {
 
     let (stop_tx, stop) = watch::channel(false);
     let mut readers = tokio::task::JoinSet::new();
-    for (index, client) in clients.into_iter().enumerate() {
+    for (index, client) in connected.into_iter().enumerate() {
         readers.spawn(follow(client, index % ops, stop.clone()));
     }
 
@@ -123,8 +117,8 @@ pub async fn run(target: Target, setup: &Setup, args: &Args) -> Result<Report> {
     }
 
     let deadline = began + Duration::from_millis(args.duration_ms) + Duration::from_secs(60);
-    let mut seen = Vec::with_capacity(args.clients);
-    let mut open = Vec::with_capacity(args.clients);
+    let mut seen = Vec::with_capacity(clients);
+    let mut open = Vec::with_capacity(clients);
     loop {
         match tokio::time::timeout_at(deadline.into(), readers.join_next()).await {
             Ok(Some(joined)) => {
@@ -150,10 +144,10 @@ pub async fn run(target: Target, setup: &Setup, args: &Args) -> Result<Report> {
     let window = last.map_or(0.0, |last| (last - began).as_secs_f64());
     let burst = largest_burst(&seen, BURST_WINDOW_MS);
     let latency = Summary::of(seen.into_iter().flat_map(|s| s.latencies_ms).collect());
-    let per_connection = rss_connected.saturating_sub(rss_idle_gateway) / args.clients as u64;
+    let per_connection = rss_connected.saturating_sub(rss_idle_gateway) / clients as u64;
 
     let mut report = Report::new("stream", target);
-    report.set("clients", args.clients);
+    report.set("clients", clients);
     report.set("operations", ops);
     report.set("staggered", args.stagger);
     report.set("steps", args.steps);
@@ -183,7 +177,7 @@ pub async fn run(target: Target, setup: &Setup, args: &Args) -> Result<Report> {
         "clients / operations",
         format!(
             "{} / {ops}, {} steps in {} ms each (connected in {connect_s:.1} s)",
-            args.clients, args.steps, args.duration_ms
+            clients, args.steps, args.duration_ms
         ),
     );
     report.row(

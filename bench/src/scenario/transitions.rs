@@ -19,12 +19,11 @@ use futures_util::StreamExt;
 use longrun_shared::Store;
 use longrun_shared::kinds::{Backoff, FailurePolicy};
 use longrun_shared::redis_server::{RedisOptions, RedisServer};
-use longrun_shared::store::queue::Housekeeping;
 use longrun_shared::store::transitions::{Claim, ClaimedJob, Completion, NewOperation, new_id};
 use redis::aio::MultiplexedConnection;
 use serde_json::json;
 
-use super::Report;
+use super::{Report, read_entries};
 use crate::platform::Target;
 use crate::redis_probe::{self, CommandStats};
 use crate::stats::round;
@@ -45,7 +44,8 @@ pub struct Args {
     pub creators: usize,
 }
 
-const STEPS: [&str; 3] = ["create", "claim", "complete"];
+/// The steps measured, in order.
+pub const STEPS: [&str; 3] = ["create", "claim", "complete"];
 const CONSUMER: &str = "bench-transitions";
 
 pub async fn run(args: &Args) -> Result<Report> {
@@ -108,7 +108,7 @@ async fn one_round(
     create(store, n, args.creators).await?;
     costs.push(per_operation(probe, &before, n).await?);
 
-    let entries = read_entries(store, n).await?;
+    let entries = read_entries(store, CONSUMER, n).await?;
     let before = redis_probe::command_stats(probe).await?;
     let mut jobs = Vec::with_capacity(n);
     for chunk in entries.chunks(args.batch) {
@@ -162,24 +162,6 @@ async fn create(store: &Store, n: usize, creators: usize) -> Result<()> {
         result?;
     }
     Ok(())
-}
-
-/// Reads `n` new queue entries of shard 0.
-async fn read_entries(
-    store: &Store,
-    n: usize,
-) -> Result<Vec<longrun_shared::store::queue::QueueEntry>> {
-    let mut entries = Vec::with_capacity(n);
-    while entries.len() < n {
-        let read = store
-            .read_new(0, &Housekeeping::default(), CONSUMER, n - entries.len())
-            .await?;
-        if read.entries.is_empty() {
-            bail!("only {} of {n} queue entries were there", entries.len());
-        }
-        entries.extend(read.entries);
-    }
-    Ok(entries)
 }
 
 /// A `demo.sleep` result with its final progress report, as the worker sends it.
